@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Install the external MCP servers that mcpwatch's integration tests talk to.
+#
+# Everything goes into <repo>/.test-deps/ (gitignored):
+#   .test-deps/node/  npm project with @modelcontextprotocol/server-everything
+#                     entry point: node_modules/@modelcontextprotocol/server-everything/dist/index.js
+#   .test-deps/venv/  Python venv with mcp (PyPI), used by tests/servers/bad_server.py
+#
+# Idempotent: each step is skipped when its stamp file records the wanted version
+# and the result is still there. Re-run with TEST_DEPS_FORCE=1 to reinstall.
+set -euo pipefail
+
+EVERYTHING_PKG="@modelcontextprotocol/server-everything"
+EVERYTHING_VERSION="2026.8.31"
+MCP_PY_VERSION="2.3.0"
+
+# Debian packages the test suite needs. Add names here (e.g. "jq"); they are
+# installed with apt-get only when missing. Empty on purpose for now.
+APT_PACKAGES=()
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEPS="$ROOT/.test-deps"
+FORCE="${TEST_DEPS_FORCE:-0}"
+
+log() { printf '[test-deps] %s\n' "$*" >&2; }
+die() { printf '[test-deps] ERROR: %s\n' "$*" >&2; exit 1; }
+
+mkdir -p "$DEPS"
+
+# Serialize concurrent runs (e.g. two terminals running scripts/test.sh).
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$DEPS/.lock"
+    flock 9
+fi
+
+# --- Debian packages ---------------------------------------------------------
+# The one place for apt packages. Installs only what is missing; runs
+# `apt-get update` at most once, and only when something must be installed.
+install_apt_packages() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return 0
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; please install: ${missing[*]}"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || die "not root and no sudo; please install: ${missing[*]}"
+        sudo=(sudo)
+    fi
+    log "apt: installing ${missing[*]}"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+apt_wanted=("${APT_PACKAGES[@]}")
+# Toolchain fallbacks: the CI machine has node/npm and python3 with venv, so
+# these are normally not needed.
+command -v node >/dev/null 2>&1 || apt_wanted+=(nodejs)
+command -v npm >/dev/null 2>&1 || apt_wanted+=(npm)
+command -v python3 >/dev/null 2>&1 || apt_wanted+=(python3 python3-venv)
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    apt_wanted+=(python3-venv)
+fi
+if [ "${#apt_wanted[@]}" -gt 0 ]; then
+    install_apt_packages "${apt_wanted[@]}"
+else
+    log "apt: nothing needed"
+fi
+
+# --- Node: @modelcontextprotocol/server-everything ---------------------------
+install_node() {
+    local dir="$DEPS/node"
+    local stamp="$dir/.stamp"
+    local entry="$dir/node_modules/$EVERYTHING_PKG/dist/index.js"
+    local want="$EVERYTHING_PKG@$EVERYTHING_VERSION"
+
+    if [ "$FORCE" != 1 ] && [ -f "$entry" ] && [ -f "$stamp" ] && [ "$(head -n1 "$stamp")" = "$want" ]; then
+        log "node: $(sed -n 2p "$stamp") already installed"
+        return 0
+    fi
+
+    log "node: installing $want into ${dir#"$ROOT"/}"
+    rm -f "$stamp"
+    mkdir -p "$dir"
+    if [ ! -f "$dir/package.json" ]; then
+        (cd "$dir" && npm init -y >/dev/null)
+    fi
+    local npm_flags=(--no-audit --no-fund --no-progress --loglevel=error)
+    if ! (cd "$dir" && npm install "${npm_flags[@]}" "$want" >&2); then
+        log "node: pinned $want refused; falling back to $EVERYTHING_PKG@latest"
+        (cd "$dir" && npm install "${npm_flags[@]}" "$EVERYTHING_PKG@latest" >&2)
+    fi
+    [ -f "$entry" ] || die "node: $entry missing after npm install"
+
+    local got
+    got="$(node -p "require('$dir/node_modules/$EVERYTHING_PKG/package.json').version")"
+    [ "$got" = "$EVERYTHING_VERSION" ] || log "node: WARNING: got $EVERYTHING_PKG $got, wanted $EVERYTHING_VERSION"
+    # line 1: what was asked for (the skip key); line 2: what was installed
+    printf '%s\n%s\n' "$want" "$EVERYTHING_PKG@$got" >"$stamp"
+    log "node: installed $EVERYTHING_PKG@$got"
+}
+
+# --- Python: mcp in a venv -----------------------------------------------------
+install_venv() {
+    local venv="$DEPS/venv"
+    local stamp="$venv/.stamp"
+    local want="mcp==$MCP_PY_VERSION"
+
+    if [ "$FORCE" != 1 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
+        && [ -x "$venv/bin/python" ] && "$venv/bin/python" -c '' >/dev/null 2>&1; then
+        log "venv: $want already installed"
+        return 0
+    fi
+
+    log "venv: installing $want into ${venv#"$ROOT"/}"
+    rm -f "$stamp"
+    # Recreate a venv whose interpreter no longer runs (e.g. python3 moved).
+    if [ -d "$venv" ] && ! "$venv/bin/python" -c '' >/dev/null 2>&1; then
+        rm -rf "$venv"
+    fi
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "$want"
+
+    local got
+    got="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("mcp"))')"
+    [ "$got" = "$MCP_PY_VERSION" ] || die "venv: got mcp $got, wanted $MCP_PY_VERSION"
+    "$venv/bin/python" -c 'from mcp.server.mcpserver import MCPServer, Context' \
+        || die "venv: mcp $got has no mcp.server.mcpserver.MCPServer"
+    printf '%s\n' "$want" >"$stamp"
+    log "venv: installed mcp $got"
+}
+
+install_node
+install_venv
+log "ready: .test-deps/node (server-everything), .test-deps/venv (mcp $MCP_PY_VERSION)"

@@ -1,0 +1,44 @@
+//! # mcpwatch
+//!
+//! A production MCP client runtime. [`Runtime`] owns every MCP session an
+//! application opens: pooled per `(server, scope)`, evicted by LRU and idle TTL,
+//! closed on every path (explicit, scope end, eviction, shutdown, drop), with a
+//! deadline on every request, retries only where safe, session-expiry recovery,
+//! a circuit breaker per server, and metrics for all of it.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use mcpwatch::{CallOptions, Config, Runtime};
+//! let runtime = Runtime::start(Config::demo()).await?;
+//! let call = runtime.call_tool("demo", "counter", None, CallOptions::scope("thread-1")).await?;
+//! println!("{:?}", call.result.content);
+//! runtime.shutdown(std::time::Duration::from_secs(5)).await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`config`] | the typed config tree; loading (defaults < `OTEL_*`/`SENTRY_*` < file < `MCPWATCH_*`), `${VAR}`, validation |
+//! | [`runtime`] | [`Runtime`]: open, lease, call, close, shutdown |
+//! | `runtime/pool.rs` | sessions by `(server, scope)`: caps, LRU, idle TTL, single-flight open, `retire` |
+//! | `runtime/session.rs` | one live session and the one close path |
+//! | `runtime/lease.rs` | [`SessionLease`] (pooled) and [`OwnedSession`] (with the leak guard) |
+//! | `runtime/call.rs` | deadline and cancellation, error classification, retry policy |
+//! | `runtime/breaker.rs` | the per-server circuit breaker |
+//! | `runtime/transport/` | `stdio.rs` (process groups), `http.rs` (streamable HTTP), `sse.rs` (legacy SSE), `builtin.rs` |
+//! | `runtime/error.rs` | [`Error`] and the bounded [`ErrorKind`] |
+//! | [`telemetry`] | metrics (`metrics.rs`), the lifecycle events (`events.rs`), names (`semconv.rs`) |
+//! | [`demo`] | the built-in demo MCP server |
+
+pub mod config;
+pub mod demo;
+pub mod runtime;
+pub mod telemetry;
+
+pub use config::Config;
+pub use runtime::{
+    CallOptions, CloseReason, Error, ErrorKind, OwnedSession, Result, Runtime, ServerStatus, SessionInfo,
+    SessionLease, ShutdownReport, StartError, ToolCall,
+};

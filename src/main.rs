@@ -1,0 +1,249 @@
+//! The `mcpwatch` command line: parse, load config (exit 64 when invalid), run.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use mcpwatch::config::{Config, ConfigSource, LogFormat};
+use mcpwatch::{CallOptions, Runtime};
+
+/// Exit status for an invalid configuration or command line (EX_USAGE).
+const EXIT_USAGE: u8 = 64;
+
+/// mcpwatch: a production MCP client runtime and agent.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the configuration and print it with secrets redacted (exit 64 when invalid).
+    ///
+    /// Example: mcpwatch check-config --config config/mcpwatch.example.toml
+    CheckConfig(ConfigArg),
+    /// Call one tool in-process and print the result.
+    ///
+    /// Example: mcpwatch call demo add a=2 b=3
+    Call(CallArgs),
+    /// Run the built-in demo MCP server over stdio or streamable HTTP.
+    ///
+    /// Example: mcpwatch demo-server --http 127.0.0.1:8800   (then http://127.0.0.1:8800/mcp)
+    DemoServer(DemoServerArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// Config file (TOML); also MCPWATCH_CONFIG. Without one, the built-in demo server is configured.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CallArgs {
+    /// Server name from the config.
+    server: String,
+    /// Tool name.
+    tool: String,
+    /// Arguments as key=value (values parse as JSON when they can: n=3, flag=true, s=text).
+    #[arg(value_name = "KEY=VALUE")]
+    pairs: Vec<String>,
+    /// Arguments as one JSON object (merged under the key=value pairs).
+    #[arg(long)]
+    args: Option<String>,
+    /// Scope of the session.
+    #[arg(long)]
+    scope: Option<String>,
+    /// Deadline, e.g. 5s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+    /// Print the raw MCP result as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct DemoServerArgs {
+    /// Serve one session on stdin/stdout.
+    #[arg(long)]
+    stdio: bool,
+    /// Serve streamable HTTP at ADDR (path /mcp); port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log_format = match cli.log_format.as_deref() {
+        Some("json") => LogFormat::Json,
+        _ => LogFormat::Text,
+    };
+    init_logging(log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(worker_threads()).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run(cli.command));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// At least two workers, even on one CPU (DESIGN §8b).
+fn worker_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
+    // stdout carries the protocol for a stdio server, and command output otherwise: logs go to stderr.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::CheckConfig(args) => Ok(check_config(&args)),
+        Command::Call(args) => call(args).await,
+        Command::DemoServer(args) => demo_server(args).await,
+    }
+}
+
+fn load_config(args: &ConfigArg) -> Result<Config, ExitCode> {
+    Config::load(&ConfigSource::from_process(args.config.clone())).map_err(|error| {
+        eprintln!("{error}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+fn check_config(args: &ConfigArg) -> ExitCode {
+    let config = match load_config(args) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    for warning in config.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    match toml_text(&config) {
+        Ok(text) => {
+            print_out(&text);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: cannot print the config: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn toml_text(config: &Config) -> anyhow::Result<String> {
+    let value = serde_json::to_value(config)?;
+    let value = strip_nulls(value);
+    Ok(format!("# effective configuration (secrets redacted)\n{}", toml::to_string_pretty(&value)?))
+}
+
+fn strip_nulls(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, strip_nulls(v))).collect(),
+        ),
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(strip_nulls).collect()),
+        other => other,
+    }
+}
+
+async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
+    let config = match load_config(&args.config) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    let mut arguments = match &args.args {
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(map)) => map,
+            Ok(_) => anyhow::bail!("--args must be a JSON object"),
+            Err(error) => anyhow::bail!("--args is not valid JSON: {error}"),
+        },
+        None => serde_json::Map::new(),
+    };
+    for pair in &args.pairs {
+        let (key, value) = pair.split_once('=').with_context(|| format!("`{pair}` is not KEY=VALUE"))?;
+        let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+        arguments.insert(key.to_owned(), value);
+    }
+    let runtime = Runtime::start(config).await?;
+    let options = CallOptions { scope: args.scope.clone(), timeout: args.timeout };
+    let outcome = runtime.call_tool(&args.server, &args.tool, Some(serde_json::Value::Object(arguments)), options).await;
+    runtime.shutdown(Duration::from_secs(5)).await;
+    let call = outcome?;
+    if args.json {
+        print_out(&serde_json::to_string_pretty(&call.result)?);
+    } else {
+        for block in &call.result.content {
+            match block.as_text() {
+                Some(text) => print_out(&text.text),
+                None => print_out(&serde_json::to_string(block)?),
+            }
+        }
+        if let Some(structured) = &call.result.structured_content {
+            print_out(&serde_json::to_string_pretty(structured)?);
+        }
+    }
+    Ok(if call.is_error() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+async fn demo_server(args: DemoServerArgs) -> anyhow::Result<ExitCode> {
+    if args.stdio {
+        mcpwatch::demo::serve_stdio().await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(addr) = args.http else { return Ok(ExitCode::from(EXIT_USAGE)) };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stopper = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stopper.cancel();
+    });
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let stopper = shutdown.clone();
+    tokio::spawn(async move {
+        terminate.recv().await;
+        stopper.cancel();
+    });
+    mcpwatch::demo::serve_http(addr, shutdown, |bound| {
+        print_out(&format!("demo MCP server listening on http://{bound}/mcp"));
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The one place the CLI writes to stdout.
+#[allow(clippy::print_stdout)]
+fn print_out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
+    let _ = stdout.flush();
+}

@@ -1,0 +1,535 @@
+//! The runtime: the public entry point that owns every MCP session.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use mcpwatch::{CallOptions, Config, Runtime};
+//! use std::time::Duration;
+//!
+//! let runtime = Runtime::start(Config::demo()).await?;
+//! let call = runtime
+//!     .call_tool("demo", "echo", Some(serde_json::json!({"message": "hi"})), CallOptions::scope("thread-1"))
+//!     .await?;
+//! assert!(!call.is_error());
+//! runtime.shutdown(Duration::from_secs(5)).await;
+//! # Ok(()) }
+//! ```
+
+mod breaker;
+mod call;
+mod error;
+mod handler;
+mod lease;
+mod pool;
+mod scope;
+mod server;
+mod session;
+pub mod transport;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::Location;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, ClientRequest, JsonObject, ListToolsRequest, PaginatedRequestParams,
+    PingRequest, ServerResult, Tool,
+};
+use serde::Serialize;
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+pub use breaker::BreakerState;
+pub use error::{Error, ErrorKind, Result};
+pub use handler::{ACCEPTED_PROTOCOL_VERSIONS, OFFERED_PROTOCOL_VERSION};
+pub use lease::{OwnedSession, SessionLease};
+pub use scope::{DEFAULT_SCOPE, MAX_SCOPE_LEN, validate_scope};
+pub use session::{CloseReason, SessionInfo};
+
+use crate::config::{Config, ConfigError};
+use crate::telemetry::{Metrics, MetricsError, Telemetry};
+use call::PooledRequest;
+use pool::Pool;
+use server::ServerEntry;
+use transport::Connector;
+
+/// Most pages `list_tools` follows before giving up on a server's cursor.
+const MAX_LIST_PAGES: usize = 100;
+
+/// Options of one call.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// The scope (`default` when `None`): 1-200 characters of `[A-Za-z0-9._:@-]`.
+    pub scope: Option<String>,
+    /// Overrides the server's `call_timeout`.
+    pub timeout: Option<Duration>,
+}
+
+impl CallOptions {
+    /// Options for a call in `scope`.
+    pub fn scope(scope: impl Into<String>) -> CallOptions {
+        CallOptions { scope: Some(scope.into()), timeout: None }
+    }
+
+    /// Sets the deadline of the call.
+    pub fn with_timeout(mut self, timeout: Duration) -> CallOptions {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// A finished tool call: the tool's result and how the session was used.
+#[derive(Debug, Clone)]
+pub struct ToolCall {
+    /// The MCP `CallToolResult` (check [`ToolCall::is_error`]).
+    pub result: rmcp::model::CallToolResult,
+    /// True if the session existed and had served calls before this one.
+    pub reused: bool,
+    /// Age of the session that served the call.
+    pub session_age: Duration,
+    /// Wall time of the whole call, retries included.
+    pub duration: Duration,
+}
+
+impl ToolCall {
+    /// True if the tool reported failure (`isError: true`): a `tool_error`.
+    pub fn is_error(&self) -> bool {
+        self.result.is_error == Some(true)
+    }
+}
+
+/// One server's state (`GET /v1/servers`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerStatus {
+    /// Config name.
+    pub name: String,
+    /// `stdio`, `http`, `sse` or `builtin`.
+    pub transport: &'static str,
+    /// `ready` (breaker closed), `degraded` (half-open) or `down` (open).
+    pub state: &'static str,
+    /// `closed`, `half_open` or `open`.
+    pub breaker: &'static str,
+    /// Live sessions (pooled and owned).
+    pub sessions: usize,
+    /// Protocol version of a live session, if there is one.
+    pub protocol_version: Option<String>,
+}
+
+/// What `shutdown` did.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ShutdownReport {
+    /// Sessions closed.
+    pub sessions_closed: usize,
+    /// stdio servers that had to be killed (did not exit on their own in time).
+    pub forced_kills: usize,
+    /// True if the deadline passed before every close finished (every child was killed anyway).
+    pub timed_out: bool,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Metrics could not be registered.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// The MCP client runtime. Cheap to clone; every clone is the same runtime.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Arc<Pool>,
+    config: Config,
+    telemetry: Arc<Telemetry>,
+    warm_pending: Arc<AtomicUsize>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Dropped without shutdown(): stop the background tasks; dropping the
+        // sessions kills their process groups.
+        self.pool.shutdown.cancel();
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("servers", &self.inner.pool.servers.keys()).finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Validates `config`, starts the background sweeper and opens the `default`
+    /// session of every `warm` server (in the background; see [`Runtime::is_ready`]).
+    pub async fn start(config: Config) -> std::result::Result<Runtime, StartError> {
+        config.validate()?;
+        let telemetry = Arc::new(Telemetry::new()?);
+        let tracker = TaskTracker::new();
+        let connector = Connector { http: transport::http::shared_client()?, tracker: tracker.clone() };
+        let servers: BTreeMap<String, Arc<ServerEntry>> = config
+            .servers
+            .iter()
+            .map(|(name, spec)| (name.clone(), Arc::new(ServerEntry::new(name, spec, &config.pool, telemetry.clone()))))
+            .collect();
+        let pool = Arc::new(Pool::new(
+            servers,
+            config.pool.max_sessions,
+            config.pool.queue_timeout,
+            config.pool.max_lifetime,
+            connector,
+            tracker,
+            telemetry.clone(),
+        ));
+        spawn_sweeper(&pool);
+        let warm_pending = Arc::new(AtomicUsize::new(0));
+        for entry in pool.servers.values().filter(|e| e.spec.warm) {
+            warm_pending.fetch_add(1, Ordering::AcqRel);
+            spawn_warm(&pool, entry.clone(), warm_pending.clone());
+        }
+        Ok(Runtime { inner: Arc::new(Inner { pool, config, telemetry, warm_pending }) })
+    }
+
+    /// Calls `tool` on `server` in the options' scope, on that scope's pooled
+    /// session (opened on first use), under the call's deadline, with the
+    /// server's breaker and retry policy. A tool's `isError` result is `Ok`
+    /// ([`ToolCall::is_error`]).
+    ///
+    /// ```no_run
+    /// # async fn example(runtime: mcpwatch::Runtime) -> mcpwatch::Result<()> {
+    /// use mcpwatch::CallOptions;
+    /// use std::time::Duration;
+    /// let args = serde_json::json!({"a": 2, "b": 3});
+    /// let call = runtime
+    ///     .call_tool("demo", "add", Some(args), CallOptions::scope("thread-7").with_timeout(Duration::from_secs(5)))
+    ///     .await?;
+    /// println!("{:?} (session reused: {})", call.result.content, call.reused);
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_tool(
+        &self,
+        server: &str,
+        tool: &str,
+        arguments: Option<serde_json::Value>,
+        options: CallOptions,
+    ) -> Result<ToolCall> {
+        let started = Instant::now();
+        let arguments = tool_arguments(arguments)?;
+        let scope = validate_scope(options.scope.as_deref())?;
+        let entry = self.entry(server)?;
+        let timeout = options.timeout.unwrap_or(entry.spec.call_timeout);
+        let make = || {
+            let mut params = CallToolRequestParams::new(tool.to_owned());
+            params.arguments = arguments.clone();
+            ClientRequest::CallToolRequest(CallToolRequest::new(params))
+        };
+        let request = PooledRequest { entry, scope, method: "tools/call", tool: Some(tool), make, timeout };
+        let (result, session_use) = call::pooled(&self.inner.pool, request).await?;
+        match result {
+            ServerResult::CallToolResult(result) => Ok(ToolCall {
+                result,
+                reused: session_use.reused,
+                session_age: session_use.age,
+                duration: started.elapsed(),
+            }),
+            other => Err(unexpected(server, "tools/call", &other)),
+        }
+    }
+
+    /// Every tool of `server` (all pages), through the scope's pooled session.
+    ///
+    /// ```no_run
+    /// # async fn example(runtime: mcpwatch::Runtime) -> mcpwatch::Result<()> {
+    /// for tool in runtime.list_tools("demo", None).await? {
+    ///     println!("{}", tool.name);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_tools(&self, server: &str, scope: Option<&str>) -> Result<Vec<Tool>> {
+        let scope = validate_scope(scope)?;
+        let entry = self.entry(server)?;
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let page_cursor = cursor.clone();
+            let make = || {
+                let params = page_cursor.clone().map(|c| PaginatedRequestParams::default().with_cursor(Some(c)));
+                ClientRequest::ListToolsRequest(ListToolsRequest { params, ..Default::default() })
+            };
+            let request =
+                PooledRequest { entry, scope, method: "tools/list", tool: None, make, timeout: entry.spec.call_timeout };
+            match call::pooled(&self.inner.pool, request).await?.0 {
+                ServerResult::ListToolsResult(page) => {
+                    tools.extend(page.tools);
+                    cursor = page.next_cursor;
+                    if cursor.is_none() {
+                        return Ok(tools);
+                    }
+                }
+                other => return Err(unexpected(server, "tools/list", &other)),
+            }
+        }
+        Err(Error::Protocol { server: server.to_owned(), detail: format!("more than {MAX_LIST_PAGES} pages of tools") })
+    }
+
+    /// Pings the scope's pooled session (opening it if needed); returns the round-trip time.
+    pub async fn ping(&self, server: &str, scope: Option<&str>) -> Result<Duration> {
+        let scope = validate_scope(scope)?;
+        let entry = self.entry(server)?;
+        let started = Instant::now();
+        let make = || ClientRequest::PingRequest(PingRequest::default());
+        let request = PooledRequest { entry, scope, method: "ping", tool: None, make, timeout: entry.spec.call_timeout };
+        call::pooled(&self.inner.pool, request).await?;
+        Ok(started.elapsed())
+    }
+
+    /// A lease on the pooled session of `(server, scope)`, opened if needed.
+    /// While the lease lives the session is not evicted; calls through it go to
+    /// exactly that session (no re-open, no retry).
+    ///
+    /// ```no_run
+    /// # async fn example(runtime: mcpwatch::Runtime) -> mcpwatch::Result<()> {
+    /// let lease = runtime.session("demo", Some("thread-1")).await?;
+    /// let first = lease.call_tool("counter", None, None).await?;
+    /// let second = lease.call_tool("counter", None, None).await?; // same session: 2
+    /// # Ok(()) }
+    /// ```
+    pub async fn session(&self, server: &str, scope: Option<&str>) -> Result<SessionLease> {
+        let scope = validate_scope(scope)?;
+        let entry = self.entry(server)?;
+        let (session, pin) = self.inner.pool.acquire(entry, scope).await?;
+        Ok(SessionLease::new(session, pin, self.inner.pool.clone()))
+    }
+
+    /// Opens a session owned by the caller, who must `close().await` it. One
+    /// dropped without `close()` is reported as unclosed (with this call's source
+    /// location) and closed in the background.
+    ///
+    /// ```no_run
+    /// # async fn example(runtime: mcpwatch::Runtime) -> mcpwatch::Result<()> {
+    /// let session = runtime.open("demo").await?;
+    /// session.call_tool("echo", Some(serde_json::json!({"message": "hi"})), None).await?;
+    /// session.close().await;
+    /// # Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn open(&self, server: &str) -> impl Future<Output = Result<OwnedSession>> + Send + 'static {
+        let location = Location::caller();
+        let pool = self.inner.pool.clone();
+        let server = server.to_owned();
+        async move {
+            let entry = pool.server(&server)?.clone();
+            if pool.is_shutting_down() {
+                return Err(Error::ShuttingDown);
+            }
+            let (admission, change) = entry.breaker.admit();
+            entry.breaker_changed(change);
+            if let breaker::Admission::Reject(retry_in) = admission {
+                return Err(Error::BreakerOpen { server, retry_in });
+            }
+            match pool.open_session(&entry, Arc::from("owned"), true).await {
+                Ok(session) => {
+                    entry.breaker_changed(entry.breaker.on_success());
+                    Ok(OwnedSession::new(session, pool, location))
+                }
+                Err(error) => {
+                    entry.breaker_changed(entry.breaker.on_failure());
+                    Err(error)
+                }
+            }
+        }
+    }
+
+    /// Closes the scope's pooled sessions on every server (`scope_closed`);
+    /// returns how many closed.
+    pub async fn close_scope(&self, scope: &str) -> Result<usize> {
+        let scope = validate_scope(Some(scope))?;
+        let sessions = self.inner.pool.take_pooled(|_, s| s == scope);
+        Ok(self.close_all(sessions, CloseReason::ScopeClosed).await)
+    }
+
+    /// Closes the pooled session of `(server, scope)` (`explicit`); returns 0 or 1.
+    pub async fn close_session(&self, server: &str, scope: &str) -> Result<usize> {
+        let scope = validate_scope(Some(scope))?;
+        self.entry(server)?;
+        let sessions = self.inner.pool.take_pooled(|n, s| n == server && s == scope);
+        Ok(self.close_all(sessions, CloseReason::Explicit).await)
+    }
+
+    /// Closes every pooled session of `server` (`explicit`); returns how many closed.
+    pub async fn close_server(&self, server: &str) -> Result<usize> {
+        self.entry(server)?;
+        let sessions = self.inner.pool.take_pooled(|n, _| n == server);
+        Ok(self.close_all(sessions, CloseReason::Explicit).await)
+    }
+
+    async fn close_all(&self, sessions: Vec<Arc<session::Session>>, reason: CloseReason) -> usize {
+        let closes = sessions.iter().map(|s| s.close(reason, None, pool::CLOSE_GRACE));
+        futures::future::join_all(closes).await.len()
+    }
+
+    /// A snapshot of every live session, pooled and owned.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let mut sessions: Vec<SessionInfo> = self.inner.pool.all_sessions().iter().map(|s| s.info()).collect();
+        sessions.sort_by(|a, b| (&a.server, &a.scope).cmp(&(&b.server, &b.scope)));
+        sessions
+    }
+
+    /// Every configured server with its breaker and session count.
+    pub fn servers(&self) -> Vec<ServerStatus> {
+        let sessions = self.inner.pool.all_sessions();
+        self.inner
+            .pool
+            .servers
+            .values()
+            .map(|entry| {
+                let live: Vec<_> = sessions.iter().filter(|s| Arc::ptr_eq(&s.server, entry)).collect();
+                let breaker = entry.breaker.state();
+                ServerStatus {
+                    name: entry.name.to_string(),
+                    transport: entry.kind.as_str(),
+                    state: match breaker {
+                        BreakerState::Closed => "ready",
+                        BreakerState::HalfOpen => "degraded",
+                        BreakerState::Open => "down",
+                    },
+                    breaker: breaker.as_str(),
+                    sessions: live.len(),
+                    protocol_version: live.first().map(|s| s.protocol_version.clone()),
+                }
+            })
+            .collect()
+    }
+
+    /// True once every `warm` server's default session has opened, and until shutdown.
+    pub fn is_ready(&self) -> bool {
+        self.inner.warm_pending.load(Ordering::Acquire) == 0 && !self.inner.pool.is_shutting_down()
+    }
+
+    /// The configuration the runtime runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The runtime's metrics (render them for `/metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.telemetry.metrics
+    }
+
+    /// Sizes of the internal maps (pooled slots, owned sessions, reserved
+    /// capacity), for leak tests: all three are 0 after shutdown.
+    #[doc(hidden)]
+    pub fn internal_map_sizes(&self) -> (usize, usize, usize) {
+        self.inner.pool.map_sizes()
+    }
+
+    /// Closes every session (graceful close, then every stdio process group is
+    /// killed), stops the background tasks and waits for them, within `deadline`.
+    /// Afterwards no child process of the runtime is alive and every call fails
+    /// with `shutting_down`.
+    ///
+    /// ```no_run
+    /// # async fn example(runtime: mcpwatch::Runtime) {
+    /// let report = runtime.shutdown(std::time::Duration::from_secs(10)).await;
+    /// println!("closed {} sessions, {} forced kills", report.sessions_closed, report.forced_kills);
+    /// # }
+    /// ```
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let started = Instant::now();
+        let drained = self.inner.pool.shutdown(deadline).await;
+        ShutdownReport {
+            sessions_closed: drained.sessions_closed,
+            forced_kills: drained.forced_kills,
+            timed_out: drained.timed_out,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    fn entry(&self, server: &str) -> Result<&Arc<ServerEntry>> {
+        if self.inner.pool.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        self.inner.pool.server(server)
+    }
+}
+
+fn tool_arguments(arguments: Option<serde_json::Value>) -> Result<Option<JsonObject>> {
+    match arguments {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Object(map)) => Ok(Some(map)),
+        Some(other) => Err(Error::InvalidRequest {
+            message: format!("tool arguments must be a JSON object, not {}", json_type(&other)),
+        }),
+    }
+}
+
+fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn unexpected(server: &str, method: &str, result: &ServerResult) -> Error {
+    let kind = serde_json::to_value(result).ok().and_then(|v| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()));
+    Error::Protocol { server: server.to_owned(), detail: format!("unexpected answer to {method}: {kind:?}") }
+}
+
+fn spawn_sweeper(pool: &Arc<Pool>) {
+    let interval = pool.sweep_interval();
+    let weak = Arc::downgrade(pool);
+    let shutdown = pool.shutdown.clone();
+    pool.tracker.spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            let Some(pool) = weak.upgrade() else { return };
+            pool.sweep();
+        }
+    });
+}
+
+fn spawn_warm(pool: &Arc<Pool>, entry: Arc<ServerEntry>, pending: Arc<AtomicUsize>) {
+    let weak = Arc::downgrade(pool);
+    let shutdown = pool.shutdown.clone();
+    pool.tracker.spawn(async move {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let Some(pool) = weak.upgrade() else { return };
+            let opened = tokio::select! {
+                result = pool.acquire(&entry, DEFAULT_SCOPE) => result.is_ok(),
+                () = shutdown.cancelled() => return,
+            };
+            drop(pool);
+            if opened {
+                pending.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    });
+}

@@ -1,0 +1,393 @@
+//! The call path: one request under a deadline with cancellation, error
+//! classification, and the retry policy for pooled calls.
+//!
+//! Every request has a deadline. On expiry, or when the caller drops the future
+//! (an HTTP client hung up), `notifications/cancelled` goes to the server and the
+//! caller gets `timeout` (or nothing, having left). A retry happens only where it
+//! is safe: the request never reached the server (`connect_failed`,
+//! `initialize_failed`, `session_expired`, `rate_limited`), or the tool is listed
+//! in `idempotent_tools`. Backoff is exponential with jitter and never outlasts
+//! the call's deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{
+    CancelledNotification, CancelledNotificationParam, ClientNotification, ClientRequest, PingRequest, RequestId,
+    ServerResult,
+};
+use rmcp::service::{PeerRequestOptions, RoleClient, ServiceError};
+use rmcp::transport::DynamicTransportError;
+use rmcp::transport::streamable_http_client::StreamableHttpError;
+use rmcp::Peer;
+use tokio::time::Instant;
+
+use super::breaker::Admission;
+use super::error::{Error, ErrorKind};
+use super::pool::Pool;
+use super::server::ServerEntry;
+use super::session::{CloseReason, Session};
+use super::transport::sse::SseError;
+use crate::telemetry::events::{RequestFinished, Retried, SessionRecovered};
+
+/// Extra time past the deadline before the outer guard gives up on rmcp itself.
+const DEADLINE_SAFETY_MARGIN: Duration = Duration::from_millis(100);
+
+/// Deadline of the health ping sent before reusing a session whose last request timed out.
+const SUSPECT_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How a pooled call used its session.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionUse {
+    pub(crate) reused: bool,
+    pub(crate) age: Duration,
+}
+
+/// One pooled request: what to send and how to label it.
+pub(crate) struct PooledRequest<'a, F: Fn() -> ClientRequest> {
+    pub(crate) entry: &'a Arc<ServerEntry>,
+    pub(crate) scope: &'a str,
+    pub(crate) method: &'static str,
+    pub(crate) tool: Option<&'a str>,
+    pub(crate) make: F,
+    pub(crate) timeout: Duration,
+}
+
+/// Runs a request on the pooled session of `(server, scope)` with the breaker,
+/// the retry policy and session recovery.
+pub(crate) async fn pooled<F: Fn() -> ClientRequest>(
+    pool: &Arc<Pool>,
+    request: PooledRequest<'_, F>,
+) -> Result<(ServerResult, SessionUse), Error> {
+    let entry = request.entry;
+    let deadline = Instant::now() + request.timeout;
+    let retry = &entry.spec.retry;
+    let mut last_error: Option<Error> = None;
+    for attempt in 1..=retry.max_attempts.max(1) {
+        let (admission, change) = entry.breaker.admit();
+        entry.breaker_changed(change);
+        if let Admission::Reject(retry_in) = admission {
+            return Err(last_error.unwrap_or(Error::BreakerOpen {
+                server: entry.name.to_string(),
+                retry_in: Duration::from_millis(retry_in.as_millis() as u64),
+            }));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let attempt_result = tokio::time::timeout(left, attempt_once(pool, &request, left)).await;
+        let error = match attempt_result {
+            Ok(Ok(done)) => {
+                entry.breaker_changed(entry.breaker.on_success());
+                return Ok(done);
+            }
+            Ok(Err(error)) => error,
+            Err(_) => Error::Timeout {
+                server: entry.name.to_string(),
+                method: request.method.to_owned(),
+                after: request.timeout,
+            },
+        };
+        if counts_against_server(error.kind()) {
+            entry.breaker_changed(entry.breaker.on_failure());
+        } else if matches!(error.kind(), ErrorKind::ShuttingDown | ErrorKind::PoolExhausted) {
+            if admission == Admission::Probe {
+                entry.breaker.on_abandoned_probe();
+            }
+        } else {
+            entry.breaker_changed(entry.breaker.on_success());
+        }
+        if error.kind() == ErrorKind::SessionExpired {
+            SessionRecovered { server: &entry.name, scope: request.scope, error_type: error.kind() }
+                .emit(&entry.telemetry);
+        }
+        let idempotent = request.tool.is_some_and(|t| entry.is_idempotent(t)) || request.tool.is_none();
+        if attempt >= retry.max_attempts || !safe_to_retry(error.kind(), idempotent) || pool.is_shutting_down() {
+            return Err(error);
+        }
+        let backoff = backoff(&error, attempt, retry);
+        if Instant::now() + backoff >= deadline {
+            return Err(error);
+        }
+        Retried { server: &entry.name, error_type: error.kind(), attempt, backoff }.emit(&entry.telemetry);
+        tokio::time::sleep(backoff).await;
+        last_error = Some(error);
+    }
+    Err(last_error.unwrap_or(Error::ShuttingDown))
+}
+
+async fn attempt_once<F: Fn() -> ClientRequest>(
+    pool: &Arc<Pool>,
+    request: &PooledRequest<'_, F>,
+    left: Duration,
+) -> Result<(ServerResult, SessionUse), Error> {
+    let (mut session, mut pin) = pool.acquire(request.entry, request.scope).await?;
+    if session.take_suspect() && !healthy(pool, &session).await {
+        drop(pin);
+        pool.retire(&session, CloseReason::Error, Some(ErrorKind::Timeout)).await;
+        (session, pin) = pool.acquire(request.entry, request.scope).await?;
+    }
+    let session_use = SessionUse { reused: session.calls() > 0, age: session.age() };
+    let result = send(pool, &session, (request.make)(), request.method, request.tool, left).await;
+    drop(pin);
+    result.map(|r| (r, session_use))
+}
+
+/// Pings a session; false (and the session is left to be retired) if it does not answer.
+async fn healthy(pool: &Arc<Pool>, session: &Arc<Session>) -> bool {
+    let ping = ClientRequest::PingRequest(PingRequest::default());
+    send(pool, session, ping, "ping", None, SUSPECT_PING_TIMEOUT).await.is_ok()
+}
+
+/// Sends one request on `session` under `deadline`, records it, and applies its
+/// consequences to the session (a dead transport retires it, an expired session
+/// retires it, a timeout makes it suspect).
+pub(crate) async fn send(
+    pool: &Arc<Pool>,
+    session: &Arc<Session>,
+    request: ClientRequest,
+    method: &str,
+    tool: Option<&str>,
+    deadline: Duration,
+) -> Result<ServerResult, Error> {
+    let started = Instant::now();
+    let guard = session.begin_request();
+    let mut outcome = request_once(&session.peer, &session.server.name, request, method, deadline).await;
+    drop(guard);
+    if let Err(error) = &outcome {
+        match error.kind() {
+            ErrorKind::TransportClosed => {
+                session.settle_exit().await;
+                if pool.is_shutting_down() {
+                    outcome = Err(Error::ShuttingDown);
+                } else {
+                    let detail = session.exit_detail().unwrap_or_else(|| "the connection closed".to_owned());
+                    outcome = Err(Error::TransportClosed { server: session.server.name.to_string(), detail });
+                    pool.retire_in_background(session.clone(), CloseReason::ServerExit, Some(ErrorKind::TransportClosed));
+                }
+            }
+            ErrorKind::SessionExpired => {
+                pool.retire_in_background(session.clone(), CloseReason::Error, Some(ErrorKind::SessionExpired));
+            }
+            ErrorKind::Timeout => session.mark_suspect(),
+            _ => {}
+        }
+    }
+    let error_type = match &outcome {
+        Ok(ServerResult::CallToolResult(result)) if result.is_error == Some(true) => Some(ErrorKind::ToolError),
+        Ok(_) => None,
+        Err(error) => Some(error.kind()),
+    };
+    RequestFinished { server: &session.server.name, method, tool, error_type, duration: started.elapsed() }
+        .emit(&session.server.telemetry);
+    outcome
+}
+
+async fn request_once(
+    peer: &Peer<RoleClient>,
+    server: &str,
+    request: ClientRequest,
+    method: &str,
+    deadline: Duration,
+) -> Result<ServerResult, Error> {
+    let timeout = || Error::Timeout { server: server.to_owned(), method: method.to_owned(), after: deadline };
+    let exchange = async {
+        let handle = peer
+            .send_request_with_option(request, PeerRequestOptions::with_timeout(deadline))
+            .await
+            .map_err(|e| classify_service_error(server, method, deadline, e))?;
+        let guard = AbandonGuard { peer: peer.clone(), id: Some(handle.id.clone()) };
+        let result = handle.await_response().await;
+        guard.disarm();
+        result.map_err(|e| classify_service_error(server, method, deadline, e))
+    };
+    match tokio::time::timeout(deadline + DEADLINE_SAFETY_MARGIN, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(timeout()),
+    }
+}
+
+/// Sends `notifications/cancelled` when a request is abandoned: its future
+/// dropped before the answer (the caller's deadline, an HTTP client that left).
+struct AbandonGuard {
+    peer: Peer<RoleClient>,
+    id: Option<RequestId>,
+}
+
+impl AbandonGuard {
+    fn disarm(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let peer = self.peer.clone();
+        runtime.spawn(async move {
+            let notification = CancelledNotification::new(CancelledNotificationParam::new(
+                Some(id),
+                Some("request abandoned by the caller".to_owned()),
+            ));
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                peer.send_notification(ClientNotification::CancelledNotification(notification)),
+            )
+            .await;
+        });
+    }
+}
+
+/// Failures that say the server is unwell (they feed the circuit breaker).
+fn counts_against_server(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::ConnectFailed
+            | ErrorKind::InitializeFailed
+            | ErrorKind::Timeout
+            | ErrorKind::TransportClosed
+            | ErrorKind::HttpStatus
+            | ErrorKind::RateLimited
+    )
+}
+
+/// Whether a failed attempt may be repeated.
+fn safe_to_retry(kind: ErrorKind, idempotent: bool) -> bool {
+    match kind {
+        // The request never reached a server that could act on it.
+        ErrorKind::ConnectFailed
+        | ErrorKind::InitializeFailed
+        | ErrorKind::SessionExpired
+        | ErrorKind::RateLimited => true,
+        // It may have run: only a tool that may run twice.
+        ErrorKind::TransportClosed | ErrorKind::HttpStatus | ErrorKind::Timeout => idempotent,
+        _ => false,
+    }
+}
+
+fn backoff(error: &Error, attempt: u32, retry: &crate::config::RetryConfig) -> Duration {
+    if error.kind() == ErrorKind::SessionExpired {
+        return Duration::ZERO; // the fresh session is the fix; no reason to wait
+    }
+    let exponential = retry.initial_backoff.saturating_mul(1u32 << (attempt - 1).min(16)).min(retry.max_backoff);
+    let jittered = exponential.mul_f64(0.5 + fastrand::f64() * 0.5);
+    let asked = error.retry_after().and_then(|r| r.trim().parse::<u64>().ok()).map(Duration::from_secs);
+    asked.map_or(jittered, |asked| asked.max(jittered))
+}
+
+/// Maps an rmcp request error onto our kinds.
+pub(crate) fn classify_service_error(server: &str, method: &str, deadline: Duration, error: ServiceError) -> Error {
+    let server_name = server.to_owned();
+    match error {
+        ServiceError::McpError(data) => Error::Rpc { server: server_name, code: data.code.0, message: data.message.to_string() },
+        ServiceError::TransportSend(transport) => classify_transport_error(server, &transport),
+        ServiceError::TransportClosed => {
+            Error::TransportClosed { server: server_name, detail: "the connection closed".to_owned() }
+        }
+        ServiceError::Timeout { .. } => Error::Timeout { server: server_name, method: method.to_owned(), after: deadline },
+        ServiceError::Cancelled { .. } => Error::Cancelled { server: server_name },
+        ServiceError::UnexpectedResponse => {
+            Error::Protocol { server: server_name, detail: "unexpected response type".to_owned() }
+        }
+        other => Error::Protocol { server: server_name, detail: other.to_string() },
+    }
+}
+
+/// Maps a transport error (HTTP, legacy SSE, stdio I/O) onto our kinds.
+pub(crate) fn classify_transport_error(server: &str, error: &DynamicTransportError) -> Error {
+    let server = server.to_owned();
+    if let Some(http) = error.error.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
+        return match http {
+            StreamableHttpError::SessionExpired => {
+                Error::SessionExpired { server, detail: "the server no longer knows the session".to_owned() }
+            }
+            StreamableHttpError::HttpStatus(status) if status.status == 429 => {
+                Error::RateLimited { server, retry_after: status.retry_after.clone() }
+            }
+            StreamableHttpError::HttpStatus(status) => Error::HttpStatus { server, status: status.status },
+            StreamableHttpError::AuthRequired(_) => Error::HttpStatus { server, status: 401 },
+            StreamableHttpError::InsufficientScope(_) => Error::HttpStatus { server, status: 403 },
+            StreamableHttpError::ResponseBodyTooLarge { max_size } => Error::ResponseTooLarge { server, limit: *max_size },
+            StreamableHttpError::Client(inner) if inner.is_connect() => {
+                Error::ConnectFailed { server, detail: describe_reqwest(inner) }
+            }
+            StreamableHttpError::Client(inner) => Error::TransportClosed { server, detail: describe_reqwest(inner) },
+            StreamableHttpError::UnexpectedServerResponse(text) => match http_status_in(text) {
+                Some(status) => Error::HttpStatus { server, status },
+                None => Error::Protocol { server, detail: text.to_string() },
+            },
+            StreamableHttpError::TransportChannelClosed | StreamableHttpError::UnexpectedEndOfStream => {
+                Error::TransportClosed { server, detail: http.to_string() }
+            }
+            other => Error::Protocol { server, detail: other.to_string() },
+        };
+    }
+    if let Some(sse) = error.error.downcast_ref::<SseError>() {
+        return match sse {
+            SseError::Connect(_) => Error::ConnectFailed { server, detail: sse.to_string() },
+            SseError::HttpStatus { status: 429, retry_after } => {
+                Error::RateLimited { server, retry_after: retry_after.clone() }
+            }
+            SseError::HttpStatus { status, .. } => Error::HttpStatus { server, status: *status },
+            SseError::EventTooLarge { limit } => Error::ResponseTooLarge { server, limit: *limit },
+            _ => Error::TransportClosed { server, detail: sse.to_string() },
+        };
+    }
+    Error::TransportClosed { server, detail: error.error.to_string() }
+}
+
+fn describe_reqwest(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Reads the status out of rmcp's "HTTP 400: body" messages.
+fn http_status_in(text: &str) -> Option<u16> {
+    let rest = text.strip_prefix("HTTP ")?;
+    rest.get(..3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_only_where_safe() {
+        assert!(safe_to_retry(ErrorKind::ConnectFailed, false));
+        assert!(safe_to_retry(ErrorKind::SessionExpired, false));
+        assert!(!safe_to_retry(ErrorKind::TransportClosed, false));
+        assert!(safe_to_retry(ErrorKind::TransportClosed, true));
+        assert!(!safe_to_retry(ErrorKind::ToolError, true));
+        assert!(!safe_to_retry(ErrorKind::InvalidRequest, true));
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        let retry = crate::config::RetryConfig {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(300),
+        };
+        let closed = Error::TransportClosed { server: "s".into(), detail: String::new() };
+        for attempt in 1..=4 {
+            let b = backoff(&closed, attempt, &retry);
+            let cap = Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_millis(300));
+            assert!(b <= cap && b >= cap / 2, "attempt {attempt}: {b:?}");
+        }
+        let limited = Error::RateLimited { server: "s".into(), retry_after: Some("2".into()) };
+        assert_eq!(backoff(&limited, 1, &retry), Duration::from_secs(2));
+        let expired = Error::SessionExpired { server: "s".into(), detail: String::new() };
+        assert_eq!(backoff(&expired, 1, &retry), Duration::ZERO);
+    }
+
+    #[test]
+    fn reads_http_status_from_rmcp_messages() {
+        assert_eq!(http_status_in("HTTP 400 Bad Request: {}"), Some(400));
+        assert_eq!(http_status_in("nope"), None);
+    }
+}

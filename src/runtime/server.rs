@@ -1,0 +1,68 @@
+//! Per-server state: its config, breaker, metric handles and pooled sessions.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use super::breaker::{Breaker, BreakerState};
+use super::pool::Slot;
+use crate::config::{PoolConfig, ServerConfig, TransportKind};
+use crate::telemetry::Telemetry;
+use crate::telemetry::events::BreakerChanged;
+use crate::telemetry::metrics::ServerMetrics;
+
+/// One configured server.
+pub(crate) struct ServerEntry {
+    pub(crate) name: Arc<str>,
+    pub(crate) spec: ServerConfig,
+    pub(crate) kind: TransportKind,
+    pub(crate) idle_ttl: Duration,
+    pub(crate) max_sessions: usize,
+    pub(crate) idempotent_tools: HashSet<String>,
+    pub(crate) breaker: Breaker,
+    pub(crate) metrics: ServerMetrics,
+    pub(crate) telemetry: Arc<Telemetry>,
+    /// Pooled sessions by scope (opening ones included).
+    slots: Mutex<HashMap<Arc<str>, Arc<Slot>>>,
+}
+
+impl ServerEntry {
+    pub(crate) fn new(name: &str, spec: &ServerConfig, pool: &PoolConfig, telemetry: Arc<Telemetry>) -> ServerEntry {
+        let kind = spec.transport_kind();
+        let max_sessions = spec.max_sessions.unwrap_or(pool.max_sessions).min(pool.max_sessions);
+        let metrics = telemetry.metrics.for_server(name, kind.network_transport());
+        telemetry.metrics.pool_capacity.with_label_values(&[name]).set(max_sessions as i64);
+        telemetry.metrics.circuit_state.with_label_values(&[name]).set(0);
+        ServerEntry {
+            name: Arc::from(name),
+            spec: spec.clone(),
+            kind,
+            idle_ttl: spec.idle_ttl.unwrap_or(pool.idle_ttl),
+            max_sessions,
+            idempotent_tools: spec.idempotent_tools.iter().cloned().collect(),
+            breaker: Breaker::new(spec.breaker.clone()),
+            metrics,
+            telemetry,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The pooled sessions map. Every write to it is a single insert or remove,
+    /// so a poisoned lock still holds a consistent map.
+    pub(crate) fn slots(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Slot>>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Emits a breaker state change, if there was one.
+    pub(crate) fn breaker_changed(&self, change: Option<BreakerState>) {
+        if let Some(state) = change {
+            BreakerChanged { server: &self.name, state: state.gauge(), state_name: state.as_str() }
+                .emit(&self.telemetry);
+        }
+    }
+
+    /// True if `tool` may run twice without harm.
+    pub(crate) fn is_idempotent(&self, tool: &str) -> bool {
+        self.idempotent_tools.contains(tool)
+    }
+}

@@ -1,0 +1,218 @@
+//! Streamable HTTP: rmcp's transport over one shared keep-alive client, with
+//! rmcp's silent re-initialization off so that mcpwatch sees (and counts) every
+//! lost session.
+//!
+//! [`TrackingClient`] wraps the shared `reqwest::Client` to do two things rmcp
+//! does not: remember the `Mcp-Session-Id` (for spans and the session list), and
+//! turn an id-less JSON-RPC error answering a request into an error. rmcp drops
+//! such errors (it cannot match them to a request), so the call would hang until
+//! its deadline; server-everything answers every stale session that way (HTTP 400,
+//! "No valid session ID provided").
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use http::{HeaderName, HeaderValue};
+use rmcp::model::{ClientJsonRpcMessage, JsonRpcMessage};
+use rmcp::transport::common::client_side_sse::ExponentialBackoff;
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClient, StreamableHttpClientTransportConfig, StreamableHttpError, StreamableHttpPostResponse,
+};
+use rmcp::transport::StreamableHttpClientTransport;
+use sse_stream::{Error as SseError, Sse};
+
+use crate::config::ServerConfig;
+
+/// Requests one session may have in flight over HTTP.
+const MAX_CONCURRENT_REQUESTS: usize = 64;
+
+/// The session id the server issued, shared between the transport and the session.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SessionIdCell(Arc<Mutex<Option<Arc<str>>>>);
+
+impl SessionIdCell {
+    /// The current `Mcp-Session-Id`, if the server issued one.
+    pub(crate) fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|id| id.as_deref().map(str::to_owned))
+    }
+
+    fn set(&self, id: &str) {
+        if let Ok(mut slot) = self.0.lock()
+            && slot.as_deref() != Some(id)
+        {
+            *slot = Some(Arc::from(id));
+        }
+    }
+}
+
+/// The shared HTTP client for every http and sse server of a runtime: keep-alive
+/// connections, `TCP_NODELAY` (which avoids the delayed-ACK stalls that made rmcp
+/// turn pooling off), same-origin 307/308 redirects only.
+pub(crate) fn shared_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let keeps_body = matches!(attempt.status().as_u16(), 307 | 308);
+            let same_origin =
+                attempt.previous().first().is_some_and(|first| first.origin() == attempt.url().origin());
+            if keeps_body && same_origin && attempt.previous().len() < 10 { attempt.follow() } else { attempt.stop() }
+        }))
+        .build()
+}
+
+/// Builds the rmcp transport for one session.
+pub(crate) fn transport(
+    client: &reqwest::Client,
+    spec: &ServerConfig,
+    session_id: SessionIdCell,
+) -> Result<StreamableHttpClientTransport<TrackingClient>, String> {
+    let mut headers = HashMap::new();
+    for (name, value) in &spec.headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("bad header name `{name}`"))?;
+        let value = HeaderValue::from_str(value.expose()).map_err(|_| format!("bad value for header `{name}`"))?;
+        headers.insert(name, value);
+    }
+    let mut config = StreamableHttpClientTransportConfig::with_uri(spec.url.clone().unwrap_or_default())
+        .reinit_on_expired_session(false)
+        .max_concurrent_requests(MAX_CONCURRENT_REQUESTS)
+        .max_sse_event_size(spec.max_response_bytes)
+        .custom_headers(headers);
+    let mut reconnect = ExponentialBackoff::default();
+    reconnect.max_times = Some(5);
+    reconnect.base_duration = Duration::from_millis(500);
+    reconnect.max_delay = Some(Duration::from_secs(8));
+    config.retry_config = Arc::new(reconnect);
+    Ok(StreamableHttpClientTransport::with_client(TrackingClient { inner: client.clone(), session_id }, config))
+}
+
+/// `reqwest::Client` plus session-id tracking and id-less error detection.
+#[derive(Clone)]
+pub(crate) struct TrackingClient {
+    inner: reqwest::Client,
+    session_id: SessionIdCell,
+}
+
+impl TrackingClient {
+    fn check_reply(
+        &self,
+        message: &ClientJsonRpcMessage,
+        session_attached: bool,
+        reply: Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
+        let reply = reply?;
+        let session = match &reply {
+            StreamableHttpPostResponse::Json(_, session) | StreamableHttpPostResponse::Sse(_, session) => {
+                session.as_deref()
+            }
+            _ => None,
+        };
+        if let Some(session) = session {
+            self.session_id.set(session);
+        }
+        if let StreamableHttpPostResponse::Json(JsonRpcMessage::Error(error), _) = &reply
+            && error.id.is_none()
+            && matches!(message, JsonRpcMessage::Request(_))
+        {
+            let text = error.error.message.to_ascii_lowercase();
+            if session_attached && text.contains("session") {
+                return Err(StreamableHttpError::SessionExpired);
+            }
+            return Err(StreamableHttpError::UnexpectedServerResponse(
+                format!("JSON-RPC error without an id: {} {}", error.error.code.0, error.error.message).into(),
+            ));
+        }
+        Ok(reply)
+    }
+}
+
+impl StreamableHttpClient for TrackingClient {
+    type Error = reqwest::Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        let attached = session_id.is_some();
+        let reply =
+            self.inner.post_message(uri, message.clone(), session_id, auth_header, custom_headers).await;
+        self.check_reply(&message, attached, reply)
+    }
+
+    async fn post_message_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        let attached = session_id.is_some();
+        // Only requests need the reply check; keep the clone off the other messages.
+        let request = matches!(message, JsonRpcMessage::Request(_)).then(|| message.clone());
+        let reply = self
+            .inner
+            .post_message_with_max_sse_event_size(
+                uri,
+                message,
+                session_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await;
+        match request {
+            Some(request) => self.check_reply(&request, attached, reply),
+            None => reply,
+        }
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<(), StreamableHttpError<Self::Error>> {
+        self.inner.delete_session(uri, session_id, auth_header, custom_headers).await
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<Self::Error>> {
+        self.inner.get_stream(uri, session_id, last_event_id, auth_header, custom_headers).await
+    }
+
+    async fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<Self::Error>> {
+        self.inner
+            .get_stream_with_max_sse_event_size(
+                uri,
+                session_id,
+                last_event_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await
+    }
+}
