@@ -315,14 +315,20 @@ pub struct ConfigSource {
 impl ConfigSource {
     /// The process environment and an optional file.
     pub fn from_process(file: Option<PathBuf>) -> ConfigSource {
-        ConfigSource { file, env: std::env::vars().collect() }
+        ConfigSource {
+            file,
+            env: std::env::vars().collect(),
+        }
     }
 
     /// The file that will be read, if any.
     pub fn file(&self) -> Option<PathBuf> {
-        self.file
-            .clone()
-            .or_else(|| self.env.get("MCPWATCH_CONFIG").filter(|s| !s.is_empty()).map(PathBuf::from))
+        self.file.clone().or_else(|| {
+            self.env
+                .get("MCPWATCH_CONFIG")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        })
     }
 }
 
@@ -336,7 +342,9 @@ impl Config {
     /// ```
     pub fn load(source: &ConfigSource) -> Result<Config, ConfigError> {
         let file = source.file();
-        let mut figment = Figment::new().merge(Serialized::defaults(defaults::standard_env_layer(&source.env)));
+        let mut figment = Figment::new().merge(Serialized::defaults(defaults::standard_env_layer(
+            &source.env,
+        )));
         if file.is_none() {
             figment = figment.merge(Serialized::defaults(defaults::demo_layer()));
         }
@@ -344,10 +352,15 @@ impl Config {
             let text = read_file(path)?;
             figment = figment.merge(Toml::string(&text));
         }
-        figment = figment.merge(Serialized::defaults(defaults::mcpwatch_env_layer(&source.env)));
+        figment = figment.merge(Serialized::defaults(defaults::mcpwatch_env_layer(
+            &source.env,
+        )));
 
         let mut tree: Value = figment.extract().map_err(|e| ConfigError {
-            problems: vec![ConfigProblem { path: String::new(), message: figment_message(&e, file.as_deref()) }],
+            problems: vec![ConfigProblem {
+                path: String::new(),
+                message: figment_message(&e, file.as_deref()),
+            }],
         })?;
         let mut problems = Vec::new();
         validate::interpolate(&mut tree, &source.env, &mut String::new(), &mut problems);
@@ -369,7 +382,11 @@ impl Config {
     /// Checks a config built in code (as [`Config::load`] does for loaded ones).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let problems = self.check();
-        if problems.is_empty() { Ok(()) } else { Err(ConfigError { problems }) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
     }
 
     /// Warnings that do not stop the agent (e.g. credentials over plain HTTP).
@@ -380,7 +397,9 @@ impl Config {
     /// A config with only the built-in demo server (what `serve` runs with no file).
     pub fn demo() -> Config {
         let mut config = Config::default();
-        config.servers.insert(DEMO_SERVER.to_owned(), ServerConfig::builtin());
+        config
+            .servers
+            .insert(DEMO_SERVER.to_owned(), ServerConfig::builtin());
         config
     }
 
@@ -392,7 +411,10 @@ impl Config {
 impl ServerConfig {
     /// A server of the given transport with every other key at its default.
     pub fn new(transport: TransportKind) -> ServerConfig {
-        ServerConfig { transport: Some(transport), ..ServerConfig::default() }
+        ServerConfig {
+            transport: Some(transport),
+            ..ServerConfig::default()
+        }
     }
 
     /// The built-in demo server.
@@ -401,7 +423,10 @@ impl ServerConfig {
     }
 
     /// A stdio server running `command` with `args`.
-    pub fn stdio(command: impl Into<String>, args: impl IntoIterator<Item = impl Into<String>>) -> ServerConfig {
+    pub fn stdio(
+        command: impl Into<String>,
+        args: impl IntoIterator<Item = impl Into<String>>,
+    ) -> ServerConfig {
         ServerConfig {
             command: Some(command.into()),
             args: args.into_iter().map(Into::into).collect(),
@@ -411,12 +436,18 @@ impl ServerConfig {
 
     /// A streamable-HTTP server at `url`.
     pub fn http(url: impl Into<String>) -> ServerConfig {
-        ServerConfig { url: Some(url.into()), ..ServerConfig::new(TransportKind::Http) }
+        ServerConfig {
+            url: Some(url.into()),
+            ..ServerConfig::new(TransportKind::Http)
+        }
     }
 
     /// A legacy SSE server at `url`.
     pub fn sse(url: impl Into<String>) -> ServerConfig {
-        ServerConfig { url: Some(url.into()), ..ServerConfig::new(TransportKind::Sse) }
+        ServerConfig {
+            url: Some(url.into()),
+            ..ServerConfig::new(TransportKind::Sse)
+        }
     }
 
     /// The transport; `builtin` for an (invalid) config without one.

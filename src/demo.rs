@@ -16,7 +16,8 @@ use std::time::Duration;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, ContentBlock as Content, Implementation, InitializeResult, ProgressNotificationParam, ServerCapabilities,
+    CallToolResult, ContentBlock as Content, Implementation, InitializeResult,
+    ProgressNotificationParam, ServerCapabilities,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ErrorData, ServerHandler, ServiceExt, schemars, tool, tool_handler, tool_router};
@@ -105,7 +106,9 @@ impl DemoServer {
         (args.a + args.b).to_string()
     }
 
-    #[tool(description = "Sleeps for `ms` milliseconds, reporting progress; stops early when cancelled.")]
+    #[tool(
+        description = "Sleeps for `ms` milliseconds, reporting progress; stops early when cancelled."
+    )]
     async fn sleep(
         &self,
         Parameters(args): Parameters<SleepArgs>,
@@ -129,18 +132,26 @@ impl DemoServer {
                 }
             }
             if let Some(token) = &token {
-                let mut progress = ProgressNotificationParam::new(token.clone(), started.elapsed().as_millis() as f64);
+                let mut progress = ProgressNotificationParam::new(
+                    token.clone(),
+                    started.elapsed().as_millis() as f64,
+                );
                 progress.total = Some(args.ms as f64);
                 let _ = context.peer.notify_progress(progress).await;
             }
         }
-        Ok(CallToolResult::success(vec![Content::text(format!("slept {} ms", args.ms))]))
+        Ok(CallToolResult::success(vec![Content::text(format!(
+            "slept {} ms",
+            args.ms
+        ))]))
     }
 
     #[tool(description = "Always fails: returns an isError result.")]
     fn fail(&self, Parameters(args): Parameters<FailArgs>) -> CallToolResult {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let message = args.message.unwrap_or_else(|| "the demo tool failed as asked".to_owned());
+        let message = args
+            .message
+            .unwrap_or_else(|| "the demo tool failed as asked".to_owned());
         CallToolResult::error(vec![Content::text(message)])
     }
 
@@ -174,8 +185,13 @@ impl DemoServer {
 impl ServerHandler for DemoServer {
     fn get_info(&self) -> InitializeResult {
         InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("mcpwatch-demo", env!("CARGO_PKG_VERSION")))
-            .with_instructions("The mcpwatch demo server: echo, add, sleep, fail, counter, crash, stats.")
+            .with_server_info(Implementation::new(
+                "mcpwatch-demo",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(
+                "The mcpwatch demo server: echo, add, sleep, fail, counter, crash, stats.",
+            )
     }
 }
 
@@ -210,5 +226,7 @@ pub async fn serve_http(
     let router = axum::Router::new().nest_service("/mcp", service);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     bound(listener.local_addr()?);
-    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }

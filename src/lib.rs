@@ -39,6 +39,6 @@ pub mod telemetry;
 
 pub use config::Config;
 pub use runtime::{
-    CallOptions, CloseReason, Error, ErrorKind, OwnedSession, Result, Runtime, ServerStatus, SessionInfo,
-    SessionLease, ShutdownReport, StartError, ToolCall,
+    CallOptions, CloseReason, Error, ErrorKind, OwnedSession, Result, Runtime, ServerStatus,
+    SessionInfo, SessionLease, ShutdownReport, StartError, ToolCall,
 };

@@ -90,7 +90,11 @@ fn main() -> ExitCode {
         _ => LogFormat::Text,
     };
     init_logging(log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(worker_threads()).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads())
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -110,14 +114,19 @@ fn main() -> ExitCode {
 
 /// At least two workers, even on one CPU (DESIGN §8b).
 fn worker_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2)
 }
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
     // stdout carries the protocol for a stdio server, and command output otherwise: logs go to stderr.
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -162,15 +171,23 @@ fn check_config(args: &ConfigArg) -> ExitCode {
 fn toml_text(config: &Config) -> anyhow::Result<String> {
     let value = serde_json::to_value(config)?;
     let value = strip_nulls(value);
-    Ok(format!("# effective configuration (secrets redacted)\n{}", toml::to_string_pretty(&value)?))
+    Ok(format!(
+        "# effective configuration (secrets redacted)\n{}",
+        toml::to_string_pretty(&value)?
+    ))
 }
 
 fn strip_nulls(value: serde_json::Value) -> serde_json::Value {
     match value {
         serde_json::Value::Object(map) => serde_json::Value::Object(
-            map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, strip_nulls(v))).collect(),
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, strip_nulls(v)))
+                .collect(),
         ),
-        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(strip_nulls).collect()),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(strip_nulls).collect())
+        }
         other => other,
     }
 }
@@ -189,13 +206,26 @@ async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
         None => serde_json::Map::new(),
     };
     for pair in &args.pairs {
-        let (key, value) = pair.split_once('=').with_context(|| format!("`{pair}` is not KEY=VALUE"))?;
-        let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+        let (key, value) = pair
+            .split_once('=')
+            .with_context(|| format!("`{pair}` is not KEY=VALUE"))?;
+        let value = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
         arguments.insert(key.to_owned(), value);
     }
     let runtime = Runtime::start(config).await?;
-    let options = CallOptions { scope: args.scope.clone(), timeout: args.timeout };
-    let outcome = runtime.call_tool(&args.server, &args.tool, Some(serde_json::Value::Object(arguments)), options).await;
+    let options = CallOptions {
+        scope: args.scope.clone(),
+        timeout: args.timeout,
+    };
+    let outcome = runtime
+        .call_tool(
+            &args.server,
+            &args.tool,
+            Some(serde_json::Value::Object(arguments)),
+            options,
+        )
+        .await;
     runtime.shutdown(Duration::from_secs(5)).await;
     let call = outcome?;
     if args.json {
@@ -211,7 +241,11 @@ async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
             print_out(&serde_json::to_string_pretty(structured)?);
         }
     }
-    Ok(if call.is_error() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if call.is_error() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn demo_server(args: DemoServerArgs) -> anyhow::Result<ExitCode> {
@@ -219,7 +253,9 @@ async fn demo_server(args: DemoServerArgs) -> anyhow::Result<ExitCode> {
         mcpwatch::demo::serve_stdio().await?;
         return Ok(ExitCode::SUCCESS);
     }
-    let Some(addr) = args.http else { return Ok(ExitCode::from(EXIT_USAGE)) };
+    let Some(addr) = args.http else {
+        return Ok(ExitCode::from(EXIT_USAGE));
+    };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let stopper = shutdown.clone();
     tokio::spawn(async move {

@@ -33,8 +33,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, ClientRequest, JsonObject, ListToolsRequest, PaginatedRequestParams,
-    PingRequest, ServerResult, Tool,
+    CallToolRequest, CallToolRequestParams, ClientRequest, JsonObject, ListToolsRequest,
+    PaginatedRequestParams, PingRequest, ServerResult, Tool,
 };
 use serde::Serialize;
 use tokio::time::Instant;
@@ -69,7 +69,10 @@ pub struct CallOptions {
 impl CallOptions {
     /// Options for a call in `scope`.
     pub fn scope(scope: impl Into<String>) -> CallOptions {
-        CallOptions { scope: Some(scope.into()), timeout: None }
+        CallOptions {
+            scope: Some(scope.into()),
+            timeout: None,
+        }
     }
 
     /// Sets the deadline of the call.
@@ -167,7 +170,9 @@ impl Drop for Inner {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("servers", &self.inner.pool.servers.keys()).finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("servers", &self.inner.pool.servers.keys())
+            .finish_non_exhaustive()
     }
 }
 
@@ -178,11 +183,24 @@ impl Runtime {
         config.validate()?;
         let telemetry = Arc::new(Telemetry::new()?);
         let tracker = TaskTracker::new();
-        let connector = Connector { http: transport::http::shared_client()?, tracker: tracker.clone() };
+        let connector = Connector {
+            http: transport::http::shared_client()?,
+            tracker: tracker.clone(),
+        };
         let servers: BTreeMap<String, Arc<ServerEntry>> = config
             .servers
             .iter()
-            .map(|(name, spec)| (name.clone(), Arc::new(ServerEntry::new(name, spec, &config.pool, telemetry.clone()))))
+            .map(|(name, spec)| {
+                (
+                    name.clone(),
+                    Arc::new(ServerEntry::new(
+                        name,
+                        spec,
+                        &config.pool,
+                        telemetry.clone(),
+                    )),
+                )
+            })
             .collect();
         let pool = Arc::new(Pool::new(
             servers,
@@ -199,7 +217,14 @@ impl Runtime {
             warm_pending.fetch_add(1, Ordering::AcqRel);
             spawn_warm(&pool, entry.clone(), warm_pending.clone());
         }
-        Ok(Runtime { inner: Arc::new(Inner { pool, config, telemetry, warm_pending }) })
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                telemetry,
+                warm_pending,
+            }),
+        })
     }
 
     /// Calls `tool` on `server` in the options' scope, on that scope's pooled
@@ -235,7 +260,14 @@ impl Runtime {
             params.arguments = arguments.clone();
             ClientRequest::CallToolRequest(CallToolRequest::new(params))
         };
-        let request = PooledRequest { entry, scope, method: "tools/call", tool: Some(tool), make, timeout };
+        let request = PooledRequest {
+            entry,
+            scope,
+            method: "tools/call",
+            tool: Some(tool),
+            make,
+            timeout,
+        };
         let (result, session_use) = call::pooled(&self.inner.pool, request).await?;
         match result {
             ServerResult::CallToolResult(result) => Ok(ToolCall {
@@ -265,11 +297,22 @@ impl Runtime {
         for _ in 0..MAX_LIST_PAGES {
             let page_cursor = cursor.clone();
             let make = || {
-                let params = page_cursor.clone().map(|c| PaginatedRequestParams::default().with_cursor(Some(c)));
-                ClientRequest::ListToolsRequest(ListToolsRequest { params, ..Default::default() })
+                let params = page_cursor
+                    .clone()
+                    .map(|c| PaginatedRequestParams::default().with_cursor(Some(c)));
+                ClientRequest::ListToolsRequest(ListToolsRequest {
+                    params,
+                    ..Default::default()
+                })
             };
-            let request =
-                PooledRequest { entry, scope, method: "tools/list", tool: None, make, timeout: entry.spec.call_timeout };
+            let request = PooledRequest {
+                entry,
+                scope,
+                method: "tools/list",
+                tool: None,
+                make,
+                timeout: entry.spec.call_timeout,
+            };
             match call::pooled(&self.inner.pool, request).await?.0 {
                 ServerResult::ListToolsResult(page) => {
                     tools.extend(page.tools);
@@ -281,7 +324,10 @@ impl Runtime {
                 other => return Err(unexpected(server, "tools/list", &other)),
             }
         }
-        Err(Error::Protocol { server: server.to_owned(), detail: format!("more than {MAX_LIST_PAGES} pages of tools") })
+        Err(Error::Protocol {
+            server: server.to_owned(),
+            detail: format!("more than {MAX_LIST_PAGES} pages of tools"),
+        })
     }
 
     /// Pings the scope's pooled session (opening it if needed); returns the round-trip time.
@@ -290,7 +336,14 @@ impl Runtime {
         let entry = self.entry(server)?;
         let started = Instant::now();
         let make = || ClientRequest::PingRequest(PingRequest::default());
-        let request = PooledRequest { entry, scope, method: "ping", tool: None, make, timeout: entry.spec.call_timeout };
+        let request = PooledRequest {
+            entry,
+            scope,
+            method: "ping",
+            tool: None,
+            make,
+            timeout: entry.spec.call_timeout,
+        };
         call::pooled(&self.inner.pool, request).await?;
         Ok(started.elapsed())
     }
@@ -325,7 +378,10 @@ impl Runtime {
     /// # Ok(()) }
     /// ```
     #[track_caller]
-    pub fn open(&self, server: &str) -> impl Future<Output = Result<OwnedSession>> + Send + 'static {
+    pub fn open(
+        &self,
+        server: &str,
+    ) -> impl Future<Output = Result<OwnedSession>> + Send + 'static {
         let location = Location::caller();
         let pool = self.inner.pool.clone();
         let server = server.to_owned();
@@ -364,7 +420,10 @@ impl Runtime {
     pub async fn close_session(&self, server: &str, scope: &str) -> Result<usize> {
         let scope = validate_scope(Some(scope))?;
         self.entry(server)?;
-        let sessions = self.inner.pool.take_pooled(|n, s| n == server && s == scope);
+        let sessions = self
+            .inner
+            .pool
+            .take_pooled(|n, s| n == server && s == scope);
         Ok(self.close_all(sessions, CloseReason::Explicit).await)
     }
 
@@ -376,13 +435,21 @@ impl Runtime {
     }
 
     async fn close_all(&self, sessions: Vec<Arc<session::Session>>, reason: CloseReason) -> usize {
-        let closes = sessions.iter().map(|s| s.close(reason, None, pool::CLOSE_GRACE));
+        let closes = sessions
+            .iter()
+            .map(|s| s.close(reason, None, pool::CLOSE_GRACE));
         futures::future::join_all(closes).await.len()
     }
 
     /// A snapshot of every live session, pooled and owned.
     pub fn sessions(&self) -> Vec<SessionInfo> {
-        let mut sessions: Vec<SessionInfo> = self.inner.pool.all_sessions().iter().map(|s| s.info()).collect();
+        let mut sessions: Vec<SessionInfo> = self
+            .inner
+            .pool
+            .all_sessions()
+            .iter()
+            .map(|s| s.info())
+            .collect();
         sessions.sort_by(|a, b| (&a.server, &a.scope).cmp(&(&b.server, &b.scope)));
         sessions
     }
@@ -395,7 +462,10 @@ impl Runtime {
             .servers
             .values()
             .map(|entry| {
-                let live: Vec<_> = sessions.iter().filter(|s| Arc::ptr_eq(&s.server, entry)).collect();
+                let live: Vec<_> = sessions
+                    .iter()
+                    .filter(|s| Arc::ptr_eq(&s.server, entry))
+                    .collect();
                 let breaker = entry.breaker.state();
                 ServerStatus {
                     name: entry.name.to_string(),
@@ -470,7 +540,10 @@ fn tool_arguments(arguments: Option<serde_json::Value>) -> Result<Option<JsonObj
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::Object(map)) => Ok(Some(map)),
         Some(other) => Err(Error::InvalidRequest {
-            message: format!("tool arguments must be a JSON object, not {}", json_type(&other)),
+            message: format!(
+                "tool arguments must be a JSON object, not {}",
+                json_type(&other)
+            ),
         }),
     }
 }
@@ -487,8 +560,13 @@ fn json_type(value: &serde_json::Value) -> &'static str {
 }
 
 fn unexpected(server: &str, method: &str, result: &ServerResult) -> Error {
-    let kind = serde_json::to_value(result).ok().and_then(|v| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()));
-    Error::Protocol { server: server.to_owned(), detail: format!("unexpected answer to {method}: {kind:?}") }
+    let kind = serde_json::to_value(result)
+        .ok()
+        .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()));
+    Error::Protocol {
+        server: server.to_owned(),
+        detail: format!("unexpected answer to {method}: {kind:?}"),
+    }
 }
 
 fn spawn_sweeper(pool: &Arc<Pool>) {

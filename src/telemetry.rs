@@ -16,6 +16,8 @@ pub struct Telemetry {
 impl Telemetry {
     /// Telemetry with a fresh metrics registry.
     pub fn new() -> Result<Telemetry, MetricsError> {
-        Ok(Telemetry { metrics: Metrics::new()? })
+        Ok(Telemetry {
+            metrics: Metrics::new()?,
+        })
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::{
-    AgentConfig, BreakerConfig, DEMO_SERVER, LogConfig, LogFormat, OtlpConfig, OtlpProtocol, PoolConfig,
-    RetryConfig, SentryConfig, ServerConfig, TelemetryConfig,
+    AgentConfig, BreakerConfig, DEMO_SERVER, LogConfig, LogFormat, OtlpConfig, OtlpProtocol,
+    PoolConfig, RetryConfig, SentryConfig, ServerConfig, TelemetryConfig,
 };
 
 impl Default for AgentConfig {
@@ -28,7 +28,10 @@ impl Default for AgentConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: LogFormat::Text, level: "info".to_owned() }
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
     }
 }
 
@@ -56,13 +59,21 @@ impl Default for TelemetryConfig {
 
 impl Default for OtlpConfig {
     fn default() -> Self {
-        OtlpConfig { endpoint: None, protocol: OtlpProtocol::HttpProtobuf, metrics: false }
+        OtlpConfig {
+            endpoint: None,
+            protocol: OtlpProtocol::HttpProtobuf,
+            metrics: false,
+        }
     }
 }
 
 impl Default for SentryConfig {
     fn default() -> Self {
-        SentryConfig { dsn: None, environment: "production".to_owned(), send_default_pii: false }
+        SentryConfig {
+            dsn: None,
+            environment: "production".to_owned(),
+            send_default_pii: false,
+        }
     }
 }
 
@@ -103,7 +114,10 @@ impl Default for RetryConfig {
 
 impl Default for BreakerConfig {
     fn default() -> Self {
-        BreakerConfig { failure_threshold: 5, cool_down: Duration::from_secs(30) }
+        BreakerConfig {
+            failure_threshold: 5,
+            cool_down: Duration::from_secs(30),
+        }
     }
 }
 
@@ -111,11 +125,20 @@ impl Default for BreakerConfig {
 pub(super) fn standard_env_layer(env: &BTreeMap<String, String>) -> Value {
     let mut tree = Value::Object(Map::new());
     let mapping = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", ["telemetry", "otlp", "endpoint"].as_slice()),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", &["telemetry", "otlp", "protocol"]),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ["telemetry", "otlp", "endpoint"].as_slice(),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            &["telemetry", "otlp", "protocol"],
+        ),
         ("OTEL_SERVICE_NAME", &["telemetry", "service_name"]),
         ("SENTRY_DSN", &["telemetry", "sentry", "dsn"]),
-        ("SENTRY_ENVIRONMENT", &["telemetry", "sentry", "environment"]),
+        (
+            "SENTRY_ENVIRONMENT",
+            &["telemetry", "sentry", "environment"],
+        ),
     ];
     for (variable, path) in mapping {
         if let Some(value) = env.get(variable).filter(|v| !v.is_empty()) {
@@ -136,7 +159,9 @@ pub(super) fn demo_layer() -> Value {
 pub(super) fn mcpwatch_env_layer(env: &BTreeMap<String, String>) -> Value {
     let mut tree = Value::Object(Map::new());
     for (key, raw) in env {
-        let Some(rest) = key.strip_prefix("MCPWATCH_") else { continue };
+        let Some(rest) = key.strip_prefix("MCPWATCH_") else {
+            continue;
+        };
         if !rest.contains("__") {
             continue;
         }
@@ -144,7 +169,8 @@ pub(super) fn mcpwatch_env_layer(env: &BTreeMap<String, String>) -> Value {
         if path.iter().any(String::is_empty) {
             continue;
         }
-        let value = serde_json::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.clone()));
+        let value =
+            serde_json::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.clone()));
         let path: Vec<&str> = path.iter().map(String::as_str).collect();
         insert(&mut tree, &path, value);
     }
@@ -152,14 +178,18 @@ pub(super) fn mcpwatch_env_layer(env: &BTreeMap<String, String>) -> Value {
 }
 
 fn insert(tree: &mut Value, path: &[&str], value: Value) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut node = tree;
     for key in parents {
         if !node.is_object() {
             *node = Value::Object(Map::new());
         }
         let Value::Object(map) = node else { return };
-        node = map.entry((*key).to_owned()).or_insert_with(|| Value::Object(Map::new()));
+        node = map
+            .entry((*key).to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
     }
     if !node.is_object() {
         *node = Value::Object(Map::new());

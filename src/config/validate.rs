@@ -20,7 +20,10 @@ pub(super) fn interpolate(
     match node {
         Value::String(text) if text.contains('$') => match expand(text, env) {
             Ok(expanded) => *text = expanded,
-            Err(message) => problems.push(ConfigProblem { path: path.clone(), message }),
+            Err(message) => problems.push(ConfigProblem {
+                path: path.clone(),
+                message,
+            }),
         },
         Value::Object(map) => {
             for (key, child) in map.iter_mut() {
@@ -55,13 +58,18 @@ fn expand(text: &str, env: &BTreeMap<String, String>) -> Result<String, String> 
             out.push('$');
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body.find('}').ok_or_else(|| "unterminated `${` (write `$$` for a literal `$`)".to_owned())?;
+            let end = body
+                .find('}')
+                .ok_or_else(|| "unterminated `${` (write `$$` for a literal `$`)".to_owned())?;
             let name = &body[..end];
-            let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 return Err(format!("`${{{name}}}` is not a valid variable reference"));
             }
-            let value = env.get(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            let value = env
+                .get(name)
+                .ok_or_else(|| format!("environment variable `{name}` is not set"))?;
             out.push_str(value);
             rest = &body[end + 1..];
         } else {
@@ -85,12 +93,21 @@ pub(super) fn deserialize_collecting(mut tree: Value, problems: &mut Vec<ConfigP
         let message = error.inner().to_string();
         let (message, removed) = match unknown_field(&message) {
             Some(field) => {
-                segments.push(Segment::Map { key: field.clone() });
-                (format!("unknown key `{field}`{}", expected_keys(&message)), remove(&mut tree, &segments))
+                let named = matches!(segments.last(), Some(Segment::Map { key }) if *key == field);
+                if !named {
+                    segments.push(Segment::Map { key: field.clone() });
+                }
+                (
+                    format!("unknown key `{field}`{}", expected_keys(&message)),
+                    remove(&mut tree, &segments),
+                )
             }
             None => (message, remove(&mut tree, &segments)),
         };
-        problems.push(ConfigProblem { path: dotted(&segments), message });
+        problems.push(ConfigProblem {
+            path: dotted(&segments),
+            message,
+        });
         if !removed {
             break;
         }
@@ -104,7 +121,10 @@ fn unknown_field(message: &str) -> Option<String> {
 }
 
 fn expected_keys(message: &str) -> String {
-    message.find(", expected").map(|at| format!(" ({})", &message[at + 2..])).unwrap_or_default()
+    message
+        .find(", expected")
+        .map(|at| format!(" ({})", &message[at + 2..]))
+        .unwrap_or_default()
 }
 
 fn dotted(segments: &[Segment]) -> String {
@@ -125,7 +145,9 @@ fn dotted(segments: &[Segment]) -> String {
 }
 
 fn remove(tree: &mut Value, segments: &[Segment]) -> bool {
-    let Some((last, parents)) = segments.split_last() else { return false };
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
     let mut node = tree;
     for segment in parents {
         node = match (segment, node) {
@@ -153,7 +175,8 @@ fn remove(tree: &mut Value, segments: &[Segment]) -> bool {
 /// Semantic checks of a deserialized config.
 pub(super) fn check(config: &Config) -> Vec<ConfigProblem> {
     let mut problems = Vec::new();
-    let mut problem = |path: String, message: String| problems.push(ConfigProblem { path, message });
+    let mut problem =
+        |path: String, message: String| problems.push(ConfigProblem { path, message });
 
     if config.pool.max_sessions == 0 {
         problem("pool.max_sessions".into(), "must be at least 1".into());
@@ -173,12 +196,18 @@ pub(super) fn check(config: &Config) -> Vec<ConfigProblem> {
         problem("agent.max_in_flight".into(), "must be at least 1".into());
     }
     if config.agent.max_body_bytes < 1024 {
-        problem("agent.max_body_bytes".into(), "must be at least 1024".into());
+        problem(
+            "agent.max_body_bytes".into(),
+            "must be at least 1024".into(),
+        );
     }
     if let Some(token) = &config.agent.token
         && token.is_empty()
     {
-        problem("agent.token".into(), "is empty (remove the key to run without a token)".into());
+        problem(
+            "agent.token".into(),
+            "is empty (remove the key to run without a token)".into(),
+        );
     }
     if !config.agent.listen.ip().is_loopback()
         && config.agent.token.is_none()
@@ -193,7 +222,12 @@ pub(super) fn check(config: &Config) -> Vec<ConfigProblem> {
             ),
         );
     }
-    if let Some(endpoint) = config.telemetry.otlp.endpoint.as_deref().filter(|e| !e.is_empty())
+    if let Some(endpoint) = config
+        .telemetry
+        .otlp
+        .endpoint
+        .as_deref()
+        .filter(|e| !e.is_empty())
         && let Err(message) = http_url(endpoint)
     {
         problem("telemetry.otlp.endpoint".into(), message);
@@ -211,12 +245,20 @@ fn check_server(name: &str, server: &ServerConfig, problem: &mut impl FnMut(Stri
     let at = |key: &str| format!("servers.{name}.{key}");
     let name_ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if !name_ok {
-        problem(format!("servers.{name}"), "a server name is 1 to 64 characters of [A-Za-z0-9_.-]".into());
+        problem(
+            format!("servers.{name}"),
+            "a server name is 1 to 64 characters of [A-Za-z0-9_.-]".into(),
+        );
     }
     let Some(transport) = server.transport else {
-        problem(at("transport"), "is required: one of \"stdio\", \"http\", \"sse\", \"builtin\"".into());
+        problem(
+            at("transport"),
+            "is required: one of \"stdio\", \"http\", \"sse\", \"builtin\"".into(),
+        );
         return;
     };
     let kind = transport.as_str();
@@ -229,18 +271,27 @@ fn check_server(name: &str, server: &ServerConfig, problem: &mut impl FnMut(Stri
         ("env_allow", !server.env_allow.is_empty()),
         ("cwd", server.cwd.is_some()),
     ];
-    let http_keys_set = [("url", server.url.is_some()), ("headers", !server.headers.is_empty())];
+    let http_keys_set = [
+        ("url", server.url.is_some()),
+        ("headers", !server.headers.is_empty()),
+    ];
     if !is(TransportKind::Stdio) {
         for (key, set) in stdio_keys_set {
             if set {
-                problem(at(key), format!("applies only to transport \"stdio\", not \"{kind}\""));
+                problem(
+                    at(key),
+                    format!("applies only to transport \"stdio\", not \"{kind}\""),
+                );
             }
         }
     }
     if !matches!(transport, TransportKind::Http | TransportKind::Sse) {
         for (key, set) in http_keys_set {
             if set {
-                problem(at(key), format!("applies only to transports \"http\" and \"sse\", not \"{kind}\""));
+                problem(
+                    at(key),
+                    format!("applies only to transports \"http\" and \"sse\", not \"{kind}\""),
+                );
             }
         }
     }
@@ -262,10 +313,16 @@ fn check_server(name: &str, server: &ServerConfig, problem: &mut impl FnMut(Stri
     }
     for (header, _) in &server.headers {
         if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-            problem(at(&format!("headers.{header}")), "is not a valid HTTP header name".into());
+            problem(
+                at(&format!("headers.{header}")),
+                "is not a valid HTTP header name".into(),
+            );
         }
     }
-    for (key, value) in [("connect_timeout", server.connect_timeout), ("call_timeout", server.call_timeout)] {
+    for (key, value) in [
+        ("connect_timeout", server.connect_timeout),
+        ("call_timeout", server.call_timeout),
+    ] {
         if value.is_zero() {
             problem(at(key), "must be longer than 0s".into());
         }
@@ -280,10 +337,16 @@ fn check_server(name: &str, server: &ServerConfig, problem: &mut impl FnMut(Stri
         problem(at("max_response_bytes"), "must be at least 1024".into());
     }
     if server.retry.max_attempts == 0 {
-        problem(at("retry.max_attempts"), "must be at least 1 (1 means no retry)".into());
+        problem(
+            at("retry.max_attempts"),
+            "must be at least 1 (1 means no retry)".into(),
+        );
     }
     if server.retry.initial_backoff > server.retry.max_backoff {
-        problem(at("retry.initial_backoff"), "is longer than retry.max_backoff".into());
+        problem(
+            at("retry.initial_backoff"),
+            "is longer than retry.max_backoff".into(),
+        );
     }
     if server.breaker.failure_threshold == 0 {
         problem(at("breaker.failure_threshold"), "must be at least 1".into());
@@ -308,7 +371,9 @@ fn http_url(text: &str) -> Result<url::Url, String> {
 pub(super) fn warnings(config: &Config) -> Vec<ConfigProblem> {
     let mut warnings = Vec::new();
     for (name, server) in &config.servers {
-        let Some(url) = server.url.as_deref().and_then(|u| url::Url::parse(u).ok()) else { continue };
+        let Some(url) = server.url.as_deref().and_then(|u| url::Url::parse(u).ok()) else {
+            continue;
+        };
         let loopback = match url.host() {
             Some(url::Host::Domain(domain)) => domain == "localhost",
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -330,7 +395,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -339,7 +407,11 @@ mod tests {
         assert_eq!(expand("${A}-${B}", &env).unwrap(), "x-y");
         assert_eq!(expand("cost $$5 ${A}", &env).unwrap(), "cost $5 x");
         assert_eq!(expand("plain $ sign", &env).unwrap(), "plain $ sign");
-        assert!(expand("${MISSING}", &env).unwrap_err().contains("`MISSING` is not set"));
+        assert!(
+            expand("${MISSING}", &env)
+                .unwrap_err()
+                .contains("`MISSING` is not set")
+        );
         assert!(expand("${A", &env).is_err());
     }
 

@@ -66,7 +66,10 @@ pub(crate) struct Breaker {
 
 impl Breaker {
     pub(crate) fn new(config: BreakerConfig) -> Breaker {
-        Breaker { config, inner: Mutex::new(Inner::Closed { failures: 0 }) }
+        Breaker {
+            config,
+            inner: Mutex::new(Inner::Closed { failures: 0 }),
+        }
     }
 
     /// The current state.
@@ -107,7 +110,9 @@ impl Breaker {
     /// A call (or probe) failed in a way that says the server is unwell.
     pub(crate) fn on_failure(&self) -> Option<BreakerState> {
         let mut inner = self.lock();
-        let open = Inner::Open { until: Instant::now() + self.config.cool_down };
+        let open = Inner::Open {
+            until: Instant::now() + self.config.cool_down,
+        };
         match &mut *inner {
             Inner::Closed { failures } => {
                 *failures += 1;
@@ -129,14 +134,18 @@ impl Breaker {
     pub(crate) fn on_abandoned_probe(&self) {
         let mut inner = self.lock();
         if matches!(*inner, Inner::HalfOpen) {
-            *inner = Inner::Open { until: Instant::now() };
+            *inner = Inner::Open {
+                until: Instant::now(),
+            };
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding this lock cannot leave Inner half-written (every write is one
         // assignment), so a poisoned lock is still consistent.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -145,7 +154,10 @@ mod tests {
     use super::*;
 
     fn breaker(threshold: u32) -> Breaker {
-        Breaker::new(BreakerConfig { failure_threshold: threshold, cool_down: Duration::from_secs(30) })
+        Breaker::new(BreakerConfig {
+            failure_threshold: threshold,
+            cool_down: Duration::from_secs(30),
+        })
     }
 
     #[tokio::test(start_paused = true)]
@@ -157,7 +169,10 @@ mod tests {
         assert!(matches!(b.admit().0, Admission::Reject(left) if left == Duration::from_secs(30)));
         tokio::time::advance(Duration::from_secs(30)).await;
         assert_eq!(b.admit(), (Admission::Probe, Some(BreakerState::HalfOpen)));
-        assert!(matches!(b.admit().0, Admission::Reject(_)), "only one probe at a time");
+        assert!(
+            matches!(b.admit().0, Admission::Reject(_)),
+            "only one probe at a time"
+        );
         assert_eq!(b.on_failure(), Some(BreakerState::Open));
         tokio::time::advance(Duration::from_secs(30)).await;
         assert_eq!(b.admit().0, Admission::Probe);

@@ -12,14 +12,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rmcp::Peer;
 use rmcp::model::{
-    CancelledNotification, CancelledNotificationParam, ClientNotification, ClientRequest, PingRequest, RequestId,
-    ServerResult,
+    CancelledNotification, CancelledNotificationParam, ClientNotification, ClientRequest,
+    PingRequest, RequestId, ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, RoleClient, ServiceError};
 use rmcp::transport::DynamicTransportError;
 use rmcp::transport::streamable_http_client::StreamableHttpError;
-use rmcp::Peer;
 use tokio::time::Instant;
 
 use super::breaker::Admission;
@@ -88,7 +88,10 @@ pub(crate) async fn pooled<F: Fn() -> ClientRequest>(
         };
         if counts_against_server(error.kind()) {
             entry.breaker_changed(entry.breaker.on_failure());
-        } else if matches!(error.kind(), ErrorKind::ShuttingDown | ErrorKind::PoolExhausted) {
+        } else if matches!(
+            error.kind(),
+            ErrorKind::ShuttingDown | ErrorKind::PoolExhausted
+        ) {
             if admission == Admission::Probe {
                 entry.breaker.on_abandoned_probe();
             }
@@ -96,18 +99,32 @@ pub(crate) async fn pooled<F: Fn() -> ClientRequest>(
             entry.breaker_changed(entry.breaker.on_success());
         }
         if error.kind() == ErrorKind::SessionExpired {
-            SessionRecovered { server: &entry.name, scope: request.scope, error_type: error.kind() }
-                .emit(&entry.telemetry);
+            SessionRecovered {
+                server: &entry.name,
+                scope: request.scope,
+                error_type: error.kind(),
+            }
+            .emit(&entry.telemetry);
         }
-        let idempotent = request.tool.is_some_and(|t| entry.is_idempotent(t)) || request.tool.is_none();
-        if attempt >= retry.max_attempts || !safe_to_retry(error.kind(), idempotent) || pool.is_shutting_down() {
+        let idempotent =
+            request.tool.is_some_and(|t| entry.is_idempotent(t)) || request.tool.is_none();
+        if attempt >= retry.max_attempts
+            || !safe_to_retry(error.kind(), idempotent)
+            || pool.is_shutting_down()
+        {
             return Err(error);
         }
         let backoff = backoff(&error, attempt, retry);
         if Instant::now() + backoff >= deadline {
             return Err(error);
         }
-        Retried { server: &entry.name, error_type: error.kind(), attempt, backoff }.emit(&entry.telemetry);
+        Retried {
+            server: &entry.name,
+            error_type: error.kind(),
+            attempt,
+            backoff,
+        }
+        .emit(&entry.telemetry);
         tokio::time::sleep(backoff).await;
         last_error = Some(error);
     }
@@ -122,11 +139,23 @@ async fn attempt_once<F: Fn() -> ClientRequest>(
     let (mut session, mut pin) = pool.acquire(request.entry, request.scope).await?;
     if session.take_suspect() && !healthy(pool, &session).await {
         drop(pin);
-        pool.retire(&session, CloseReason::Error, Some(ErrorKind::Timeout)).await;
+        pool.retire(&session, CloseReason::Error, Some(ErrorKind::Timeout))
+            .await;
         (session, pin) = pool.acquire(request.entry, request.scope).await?;
     }
-    let session_use = SessionUse { reused: session.calls() > 0, age: session.age() };
-    let result = send(pool, &session, (request.make)(), request.method, request.tool, left).await;
+    let session_use = SessionUse {
+        reused: session.calls() > 0,
+        age: session.age(),
+    };
+    let result = send(
+        pool,
+        &session,
+        (request.make)(),
+        request.method,
+        request.tool,
+        left,
+    )
+    .await;
     drop(pin);
     result.map(|r| (r, session_use))
 }
@@ -134,7 +163,9 @@ async fn attempt_once<F: Fn() -> ClientRequest>(
 /// Pings a session; false (and the session is left to be retired) if it does not answer.
 async fn healthy(pool: &Arc<Pool>, session: &Arc<Session>) -> bool {
     let ping = ClientRequest::PingRequest(PingRequest::default());
-    send(pool, session, ping, "ping", None, SUSPECT_PING_TIMEOUT).await.is_ok()
+    send(pool, session, ping, "ping", None, SUSPECT_PING_TIMEOUT)
+        .await
+        .is_ok()
 }
 
 /// Sends one request on `session` under `deadline`, records it, and applies its
@@ -150,7 +181,14 @@ pub(crate) async fn send(
 ) -> Result<ServerResult, Error> {
     let started = Instant::now();
     let guard = session.begin_request();
-    let mut outcome = request_once(&session.peer, &session.server.name, request, method, deadline).await;
+    let mut outcome = request_once(
+        &session.peer,
+        &session.server.name,
+        request,
+        method,
+        deadline,
+    )
+    .await;
     drop(guard);
     if let Err(error) = &outcome {
         match error.kind() {
@@ -159,25 +197,46 @@ pub(crate) async fn send(
                 if pool.is_shutting_down() {
                     outcome = Err(Error::ShuttingDown);
                 } else {
-                    let detail = session.exit_detail().unwrap_or_else(|| "the connection closed".to_owned());
-                    outcome = Err(Error::TransportClosed { server: session.server.name.to_string(), detail });
-                    pool.retire_in_background(session.clone(), CloseReason::ServerExit, Some(ErrorKind::TransportClosed));
+                    let detail = session
+                        .exit_detail()
+                        .unwrap_or_else(|| "the connection closed".to_owned());
+                    outcome = Err(Error::TransportClosed {
+                        server: session.server.name.to_string(),
+                        detail,
+                    });
+                    pool.retire_in_background(
+                        session.clone(),
+                        CloseReason::ServerExit,
+                        Some(ErrorKind::TransportClosed),
+                    );
                 }
             }
             ErrorKind::SessionExpired => {
-                pool.retire_in_background(session.clone(), CloseReason::Error, Some(ErrorKind::SessionExpired));
+                pool.retire_in_background(
+                    session.clone(),
+                    CloseReason::Error,
+                    Some(ErrorKind::SessionExpired),
+                );
             }
             ErrorKind::Timeout => session.mark_suspect(),
             _ => {}
         }
     }
     let error_type = match &outcome {
-        Ok(ServerResult::CallToolResult(result)) if result.is_error == Some(true) => Some(ErrorKind::ToolError),
+        Ok(ServerResult::CallToolResult(result)) if result.is_error == Some(true) => {
+            Some(ErrorKind::ToolError)
+        }
         Ok(_) => None,
         Err(error) => Some(error.kind()),
     };
-    RequestFinished { server: &session.server.name, method, tool, error_type, duration: started.elapsed() }
-        .emit(&session.server.telemetry);
+    RequestFinished {
+        server: &session.server.name,
+        method,
+        tool,
+        error_type,
+        duration: started.elapsed(),
+    }
+    .emit(&session.server.telemetry);
     outcome
 }
 
@@ -188,13 +247,20 @@ async fn request_once(
     method: &str,
     deadline: Duration,
 ) -> Result<ServerResult, Error> {
-    let timeout = || Error::Timeout { server: server.to_owned(), method: method.to_owned(), after: deadline };
+    let timeout = || Error::Timeout {
+        server: server.to_owned(),
+        method: method.to_owned(),
+        after: deadline,
+    };
     let exchange = async {
         let handle = peer
             .send_request_with_option(request, PeerRequestOptions::with_timeout(deadline))
             .await
             .map_err(|e| classify_service_error(server, method, deadline, e))?;
-        let guard = AbandonGuard { peer: peer.clone(), id: Some(handle.id.clone()) };
+        let guard = AbandonGuard {
+            peer: peer.clone(),
+            id: Some(handle.id.clone()),
+        };
         let result = handle.await_response().await;
         guard.disarm();
         result.map_err(|e| classify_service_error(server, method, deadline, e))
@@ -221,7 +287,9 @@ impl AbandonGuard {
 impl Drop for AbandonGuard {
     fn drop(&mut self) {
         let Some(id) = self.id.take() else { return };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let peer = self.peer.clone();
         runtime.spawn(async move {
             let notification = CancelledNotification::new(CancelledNotificationParam::new(
@@ -268,71 +336,145 @@ fn backoff(error: &Error, attempt: u32, retry: &crate::config::RetryConfig) -> D
     if error.kind() == ErrorKind::SessionExpired {
         return Duration::ZERO; // the fresh session is the fix; no reason to wait
     }
-    let exponential = retry.initial_backoff.saturating_mul(1u32 << (attempt - 1).min(16)).min(retry.max_backoff);
+    let exponential = retry
+        .initial_backoff
+        .saturating_mul(1u32 << (attempt - 1).min(16))
+        .min(retry.max_backoff);
     let jittered = exponential.mul_f64(0.5 + fastrand::f64() * 0.5);
-    let asked = error.retry_after().and_then(|r| r.trim().parse::<u64>().ok()).map(Duration::from_secs);
+    let asked = error
+        .retry_after()
+        .and_then(|r| r.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
     asked.map_or(jittered, |asked| asked.max(jittered))
 }
 
 /// Maps an rmcp request error onto our kinds.
-pub(crate) fn classify_service_error(server: &str, method: &str, deadline: Duration, error: ServiceError) -> Error {
+pub(crate) fn classify_service_error(
+    server: &str,
+    method: &str,
+    deadline: Duration,
+    error: ServiceError,
+) -> Error {
     let server_name = server.to_owned();
     match error {
-        ServiceError::McpError(data) => Error::Rpc { server: server_name, code: data.code.0, message: data.message.to_string() },
+        ServiceError::McpError(data) => Error::Rpc {
+            server: server_name,
+            code: data.code.0,
+            message: data.message.to_string(),
+        },
         ServiceError::TransportSend(transport) => classify_transport_error(server, &transport),
-        ServiceError::TransportClosed => {
-            Error::TransportClosed { server: server_name, detail: "the connection closed".to_owned() }
-        }
-        ServiceError::Timeout { .. } => Error::Timeout { server: server_name, method: method.to_owned(), after: deadline },
-        ServiceError::Cancelled { .. } => Error::Cancelled { server: server_name },
-        ServiceError::UnexpectedResponse => {
-            Error::Protocol { server: server_name, detail: "unexpected response type".to_owned() }
-        }
-        other => Error::Protocol { server: server_name, detail: other.to_string() },
+        ServiceError::TransportClosed => Error::TransportClosed {
+            server: server_name,
+            detail: "the connection closed".to_owned(),
+        },
+        ServiceError::Timeout { .. } => Error::Timeout {
+            server: server_name,
+            method: method.to_owned(),
+            after: deadline,
+        },
+        ServiceError::Cancelled { .. } => Error::Cancelled {
+            server: server_name,
+        },
+        ServiceError::UnexpectedResponse => Error::Protocol {
+            server: server_name,
+            detail: "unexpected response type".to_owned(),
+        },
+        other => Error::Protocol {
+            server: server_name,
+            detail: other.to_string(),
+        },
     }
 }
 
 /// Maps a transport error (HTTP, legacy SSE, stdio I/O) onto our kinds.
 pub(crate) fn classify_transport_error(server: &str, error: &DynamicTransportError) -> Error {
     let server = server.to_owned();
-    if let Some(http) = error.error.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
+    if let Some(http) = error
+        .error
+        .downcast_ref::<StreamableHttpError<reqwest::Error>>()
+    {
         return match http {
-            StreamableHttpError::SessionExpired => {
-                Error::SessionExpired { server, detail: "the server no longer knows the session".to_owned() }
-            }
-            StreamableHttpError::HttpStatus(status) if status.status == 429 => {
-                Error::RateLimited { server, retry_after: status.retry_after.clone() }
-            }
-            StreamableHttpError::HttpStatus(status) => Error::HttpStatus { server, status: status.status },
-            StreamableHttpError::AuthRequired(_) => Error::HttpStatus { server, status: 401 },
-            StreamableHttpError::InsufficientScope(_) => Error::HttpStatus { server, status: 403 },
-            StreamableHttpError::ResponseBodyTooLarge { max_size } => Error::ResponseTooLarge { server, limit: *max_size },
-            StreamableHttpError::Client(inner) if inner.is_connect() => {
-                Error::ConnectFailed { server, detail: describe_reqwest(inner) }
-            }
-            StreamableHttpError::Client(inner) => Error::TransportClosed { server, detail: describe_reqwest(inner) },
+            StreamableHttpError::SessionExpired => Error::SessionExpired {
+                server,
+                detail: "the server no longer knows the session".to_owned(),
+            },
+            StreamableHttpError::HttpStatus(status) if status.status == 429 => Error::RateLimited {
+                server,
+                retry_after: status.retry_after.clone(),
+            },
+            StreamableHttpError::HttpStatus(status) => Error::HttpStatus {
+                server,
+                status: status.status,
+            },
+            StreamableHttpError::AuthRequired(_) => Error::HttpStatus {
+                server,
+                status: 401,
+            },
+            StreamableHttpError::InsufficientScope(_) => Error::HttpStatus {
+                server,
+                status: 403,
+            },
+            StreamableHttpError::ResponseBodyTooLarge { max_size } => Error::ResponseTooLarge {
+                server,
+                limit: *max_size,
+            },
+            StreamableHttpError::Client(inner) if inner.is_connect() => Error::ConnectFailed {
+                server,
+                detail: describe_reqwest(inner),
+            },
+            StreamableHttpError::Client(inner) => Error::TransportClosed {
+                server,
+                detail: describe_reqwest(inner),
+            },
             StreamableHttpError::UnexpectedServerResponse(text) => match http_status_in(text) {
                 Some(status) => Error::HttpStatus { server, status },
-                None => Error::Protocol { server, detail: text.to_string() },
+                None => Error::Protocol {
+                    server,
+                    detail: text.to_string(),
+                },
             },
-            StreamableHttpError::TransportChannelClosed | StreamableHttpError::UnexpectedEndOfStream => {
-                Error::TransportClosed { server, detail: http.to_string() }
-            }
-            other => Error::Protocol { server, detail: other.to_string() },
+            StreamableHttpError::TransportChannelClosed
+            | StreamableHttpError::UnexpectedEndOfStream => Error::TransportClosed {
+                server,
+                detail: http.to_string(),
+            },
+            other => Error::Protocol {
+                server,
+                detail: other.to_string(),
+            },
         };
     }
     if let Some(sse) = error.error.downcast_ref::<SseError>() {
         return match sse {
-            SseError::Connect(_) => Error::ConnectFailed { server, detail: sse.to_string() },
-            SseError::HttpStatus { status: 429, retry_after } => {
-                Error::RateLimited { server, retry_after: retry_after.clone() }
-            }
-            SseError::HttpStatus { status, .. } => Error::HttpStatus { server, status: *status },
-            SseError::EventTooLarge { limit } => Error::ResponseTooLarge { server, limit: *limit },
-            _ => Error::TransportClosed { server, detail: sse.to_string() },
+            SseError::Connect(_) => Error::ConnectFailed {
+                server,
+                detail: sse.to_string(),
+            },
+            SseError::HttpStatus {
+                status: 429,
+                retry_after,
+            } => Error::RateLimited {
+                server,
+                retry_after: retry_after.clone(),
+            },
+            SseError::HttpStatus { status, .. } => Error::HttpStatus {
+                server,
+                status: *status,
+            },
+            SseError::EventTooLarge { limit } => Error::ResponseTooLarge {
+                server,
+                limit: *limit,
+            },
+            _ => Error::TransportClosed {
+                server,
+                detail: sse.to_string(),
+            },
         };
     }
-    Error::TransportClosed { server, detail: error.error.to_string() }
+    Error::TransportClosed {
+        server,
+        detail: error.error.to_string(),
+    }
 }
 
 fn describe_reqwest(error: &reqwest::Error) -> String {
@@ -373,15 +515,25 @@ mod tests {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(300),
         };
-        let closed = Error::TransportClosed { server: "s".into(), detail: String::new() };
+        let closed = Error::TransportClosed {
+            server: "s".into(),
+            detail: String::new(),
+        };
         for attempt in 1..=4 {
             let b = backoff(&closed, attempt, &retry);
-            let cap = Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_millis(300));
+            let cap =
+                Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_millis(300));
             assert!(b <= cap && b >= cap / 2, "attempt {attempt}: {b:?}");
         }
-        let limited = Error::RateLimited { server: "s".into(), retry_after: Some("2".into()) };
+        let limited = Error::RateLimited {
+            server: "s".into(),
+            retry_after: Some("2".into()),
+        };
         assert_eq!(backoff(&limited, 1, &retry), Duration::from_secs(2));
-        let expired = Error::SessionExpired { server: "s".into(), detail: String::new() };
+        let expired = Error::SessionExpired {
+            server: "s".into(),
+            detail: String::new(),
+        };
         assert_eq!(backoff(&expired, 1, &retry), Duration::ZERO);
     }
 

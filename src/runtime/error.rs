@@ -321,7 +321,11 @@ mod tests {
             (-32603, ErrorKind::ProtocolError),
             (-32000, ErrorKind::ProtocolError),
         ] {
-            let error = Error::Rpc { server: "s".into(), code, message: "m".into() };
+            let error = Error::Rpc {
+                server: "s".into(),
+                code,
+                message: "m".into(),
+            };
             assert_eq!(error.kind(), kind, "code {code}");
         }
     }

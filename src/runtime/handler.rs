@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use rmcp::ClientHandler;
 #[allow(deprecated)] // Logging is deprecated by SEP-2577, but servers still send it.
-use rmcp::model::{ClientCapabilities, ClientConfig, Implementation, LoggingLevel, LoggingMessageNotificationParam, ProtocolVersion};
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, Implementation, LoggingLevel,
+    LoggingMessageNotificationParam, ProtocolVersion,
+};
 use rmcp::service::{NotificationContext, RoleClient};
 
 /// The protocol version mcpwatch offers in `initialize`.
@@ -41,16 +44,26 @@ impl ClientHandler for McpClient {
     }
 
     #[allow(deprecated)] // Logging is deprecated by SEP-2577, but servers still send it.
-    async fn on_logging_message(&self, params: LoggingMessageNotificationParam, _context: NotificationContext<RoleClient>) {
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
         let logger = params.logger.as_deref().unwrap_or("");
         let data = params.data.to_string();
         match params.level {
-            LoggingLevel::Debug => tracing::debug!(target: "mcpwatch::server_log", mcp_server = %self.server, logger, "{data}"),
+            LoggingLevel::Debug => {
+                tracing::debug!(target: "mcpwatch::server_log", mcp_server = %self.server, logger, "{data}")
+            }
             LoggingLevel::Info | LoggingLevel::Notice => {
                 tracing::info!(target: "mcpwatch::server_log", mcp_server = %self.server, logger, "{data}")
             }
-            LoggingLevel::Warning => tracing::warn!(target: "mcpwatch::server_log", mcp_server = %self.server, logger, "{data}"),
-            _ => tracing::error!(target: "mcpwatch::server_log", mcp_server = %self.server, logger, "{data}"),
+            LoggingLevel::Warning => {
+                tracing::warn!(target: "mcpwatch::server_log", mcp_server = %self.server, logger, "{data}")
+            }
+            _ => {
+                tracing::error!(target: "mcpwatch::server_log", mcp_server = %self.server, logger, "{data}")
+            }
         }
     }
 }

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ListToolsRequest, PingRequest,
-    ServerResult, Tool,
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ListToolsRequest,
+    PingRequest, ServerResult, Tool,
 };
 
 use super::call;
@@ -27,13 +27,19 @@ pub struct SessionLease {
 
 impl std::fmt::Debug for SessionLease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionLease").field("session", &self.session).finish()
+        f.debug_struct("SessionLease")
+            .field("session", &self.session)
+            .finish()
     }
 }
 
 impl SessionLease {
     pub(crate) fn new(session: Arc<Session>, pin: Pin, pool: Arc<Pool>) -> SessionLease {
-        SessionLease { session, pool, _pin: pin }
+        SessionLease {
+            session,
+            pool,
+            _pin: pin,
+        }
     }
 
     /// Calls a tool on this session; `timeout` overrides the server's `call_timeout`.
@@ -75,13 +81,25 @@ pub struct OwnedSession {
 
 impl std::fmt::Debug for OwnedSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OwnedSession").field("session", &self.session).field("opened_at", &self.opened_at).finish()
+        f.debug_struct("OwnedSession")
+            .field("session", &self.session)
+            .field("opened_at", &self.opened_at)
+            .finish()
     }
 }
 
 impl OwnedSession {
-    pub(crate) fn new(session: Arc<Session>, pool: Arc<Pool>, opened_at: &'static Location<'static>) -> OwnedSession {
-        OwnedSession { session, pool, opened_at, closed: AtomicBool::new(false) }
+    pub(crate) fn new(
+        session: Arc<Session>,
+        pool: Arc<Pool>,
+        opened_at: &'static Location<'static>,
+    ) -> OwnedSession {
+        OwnedSession {
+            session,
+            pool,
+            opened_at,
+            closed: AtomicBool::new(false),
+        }
     }
 
     /// Calls a tool on this session; `timeout` overrides the server's `call_timeout`.
@@ -117,7 +135,9 @@ impl OwnedSession {
     /// Closes the session (graceful close, then its process group is killed).
     pub async fn close(self) {
         self.closed.store(true, Ordering::Release);
-        self.pool.retire(&self.session, CloseReason::Explicit, None).await;
+        self.pool
+            .retire(&self.session, CloseReason::Explicit, None)
+            .await;
     }
 }
 
@@ -134,7 +154,8 @@ impl Drop for OwnedSession {
         }
         .emit(&self.session.server.telemetry);
         if tokio::runtime::Handle::try_current().is_ok() {
-            self.pool.retire_in_background(self.session.clone(), CloseReason::Unclosed, None);
+            self.pool
+                .retire_in_background(self.session.clone(), CloseReason::Unclosed, None);
         } else {
             // No runtime to close it on: at least end its process group now.
             self.pool.forget(&self.session);
@@ -154,25 +175,53 @@ async fn call_tool(
     params.arguments = match arguments {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Object(map)) => Some(map),
-        Some(_) => return Err(Error::InvalidRequest { message: "tool arguments must be a JSON object".to_owned() }),
+        Some(_) => {
+            return Err(Error::InvalidRequest {
+                message: "tool arguments must be a JSON object".to_owned(),
+            });
+        }
     };
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
     let deadline = timeout.unwrap_or(session.server.spec.call_timeout);
     match call::send(pool, session, request, "tools/call", Some(tool), deadline).await? {
         ServerResult::CallToolResult(result) => Ok(result),
-        _ => Err(Error::Protocol { server: session.server.name.to_string(), detail: "unexpected answer to tools/call".into() }),
+        _ => Err(Error::Protocol {
+            server: session.server.name.to_string(),
+            detail: "unexpected answer to tools/call".into(),
+        }),
     }
 }
 
 async fn list_tools(pool: &Arc<Pool>, session: &Arc<Session>) -> Result<Vec<Tool>> {
     let request = ClientRequest::ListToolsRequest(ListToolsRequest::default());
-    match call::send(pool, session, request, "tools/list", None, session.server.spec.call_timeout).await? {
+    match call::send(
+        pool,
+        session,
+        request,
+        "tools/list",
+        None,
+        session.server.spec.call_timeout,
+    )
+    .await?
+    {
         ServerResult::ListToolsResult(page) => Ok(page.tools),
-        _ => Err(Error::Protocol { server: session.server.name.to_string(), detail: "unexpected answer to tools/list".into() }),
+        _ => Err(Error::Protocol {
+            server: session.server.name.to_string(),
+            detail: "unexpected answer to tools/list".into(),
+        }),
     }
 }
 
 async fn ping(pool: &Arc<Pool>, session: &Arc<Session>) -> Result<()> {
     let request = ClientRequest::PingRequest(PingRequest::default());
-    call::send(pool, session, request, "ping", None, session.server.spec.call_timeout).await.map(|_| ())
+    call::send(
+        pool,
+        session,
+        request,
+        "ping",
+        None,
+        session.server.spec.call_timeout,
+    )
+    .await
+    .map(|_| ())
 }

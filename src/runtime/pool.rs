@@ -44,11 +44,17 @@ enum SlotState {
 
 impl Slot {
     fn new() -> Slot {
-        Slot { pins: AtomicUsize::new(0), session: OnceLock::new(), state: watch::channel(SlotState::Opening).0 }
+        Slot {
+            pins: AtomicUsize::new(0),
+            session: OnceLock::new(),
+            state: watch::channel(SlotState::Opening).0,
+        }
     }
 
     fn is_idle_session(&self) -> Option<&Arc<Session>> {
-        self.session.get().filter(|_| self.pins.load(Ordering::Acquire) == 0)
+        self.session
+            .get()
+            .filter(|_| self.pins.load(Ordering::Acquire) == 0)
     }
 
     fn holds(&self, session: &Arc<Session>) -> bool {
@@ -134,7 +140,9 @@ impl Pool {
     }
 
     pub(crate) fn server(&self, name: &str) -> Result<&Arc<ServerEntry>, Error> {
-        self.servers.get(name).ok_or_else(|| Error::UnknownServer { server: name.to_owned() })
+        self.servers.get(name).ok_or_else(|| Error::UnknownServer {
+            server: name.to_owned(),
+        })
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
@@ -143,7 +151,11 @@ impl Pool {
 
     /// The pooled session for `(server, scope)`, opened if needed (single flight).
     /// Waits up to `pool.queue_timeout` for a slot when every session is busy at a cap.
-    pub(crate) async fn acquire(self: &Arc<Self>, entry: &Arc<ServerEntry>, scope: &str) -> Result<(Arc<Session>, Pin), Error> {
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        entry: &Arc<ServerEntry>,
+        scope: &str,
+    ) -> Result<(Arc<Session>, Pin), Error> {
         let waited_since = Instant::now();
         loop {
             if self.is_shutting_down() {
@@ -160,14 +172,24 @@ impl Pool {
                         continue;
                     }
                     let waited = waited_since.elapsed();
-                    let Some(left) = self.queue_timeout.checked_sub(waited).filter(|d| !d.is_zero()) else {
-                        return Err(Error::PoolExhausted { server: entry.name.to_string(), waited });
+                    let Some(left) = self
+                        .queue_timeout
+                        .checked_sub(waited)
+                        .filter(|d| !d.is_zero())
+                    else {
+                        return Err(Error::PoolExhausted {
+                            server: entry.name.to_string(),
+                            waited,
+                        });
                     };
                     let _ = tokio::time::timeout(left, freed).await;
                     continue;
                 }
             };
-            let pin = Pin { slot: slot.clone(), freed: self.slot_freed.clone() };
+            let pin = Pin {
+                slot: slot.clone(),
+                freed: self.slot_freed.clone(),
+            };
             if created {
                 self.spawn_open(entry.clone(), Arc::from(scope), slot.clone());
             }
@@ -184,8 +206,11 @@ impl Pool {
         if slots.len() >= entry.max_sessions {
             return Reservation::Full(Cap::Server);
         }
-        let reserved =
-            self.total.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max_total).then_some(n + 1));
+        let reserved = self
+            .total
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_total).then_some(n + 1)
+            });
         if reserved.is_err() {
             return Reservation::Full(Cap::Global);
         }
@@ -200,7 +225,10 @@ impl Pool {
             return Ok(session.clone());
         }
         let mut state = slot.state.subscribe();
-        let outcome = state.wait_for(|s| !matches!(s, SlotState::Opening)).await.map(|s| s.clone());
+        let outcome = state
+            .wait_for(|s| !matches!(s, SlotState::Opening))
+            .await
+            .map(|s| s.clone());
         match outcome {
             Ok(SlotState::Ready) => slot.session.get().cloned().ok_or(Error::ShuttingDown),
             Ok(SlotState::Failed(error)) => Err(error),
@@ -220,11 +248,17 @@ impl Pool {
             match result {
                 Ok(session) => {
                     let _ = slot.session.set(session.clone());
-                    let still_listed = entry.slots().get(&scope).is_some_and(|s| Arc::ptr_eq(s, &slot));
+                    let still_listed = entry
+                        .slots()
+                        .get(&scope)
+                        .is_some_and(|s| Arc::ptr_eq(s, &slot));
                     slot.state.send_replace(SlotState::Ready);
                     if !still_listed || pool.is_shutting_down() {
-                        let reason =
-                            if pool.is_shutting_down() { CloseReason::Shutdown } else { CloseReason::ScopeClosed };
+                        let reason = if pool.is_shutting_down() {
+                            CloseReason::Shutdown
+                        } else {
+                            CloseReason::ScopeClosed
+                        };
                         session.close(reason, None, CLOSE_GRACE).await;
                     }
                 }
@@ -237,7 +271,12 @@ impl Pool {
     }
 
     /// Connects and initializes one session, emitting the opened or failed event.
-    pub(crate) async fn open_session(&self, entry: &Arc<ServerEntry>, scope: Arc<str>, owned: bool) -> Result<Arc<Session>, Error> {
+    pub(crate) async fn open_session(
+        &self,
+        entry: &Arc<ServerEntry>,
+        scope: Arc<str>,
+        owned: bool,
+    ) -> Result<Arc<Session>, Error> {
         let started = Instant::now();
         match self.connector.connect(&entry.name, &entry.spec).await {
             Ok(connection) => {
@@ -252,7 +291,10 @@ impl Pool {
                 }
                 .emit(&self.telemetry);
                 if owned {
-                    self.owned.lock().unwrap_or_else(PoisonError::into_inner).insert(id, session.clone());
+                    self.owned
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(id, session.clone());
                 }
                 Ok(session)
             }
@@ -275,7 +317,11 @@ impl Pool {
     fn unlist(&self, entry: &ServerEntry, scope: &str, slot: &Arc<Slot>) -> bool {
         let removed = {
             let mut slots = entry.slots();
-            if slots.get(scope).is_some_and(|s| Arc::ptr_eq(s, slot)) { slots.remove(scope) } else { None }
+            if slots.get(scope).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+                slots.remove(scope)
+            } else {
+                None
+            }
         };
         if removed.is_some() {
             self.total.fetch_sub(1, Ordering::AcqRel);
@@ -285,7 +331,12 @@ impl Pool {
     }
 
     /// The one way a session ends: out of every map, then closed.
-    pub(crate) async fn retire(&self, session: &Arc<Session>, reason: CloseReason, error: Option<super::ErrorKind>) -> CloseOutcome {
+    pub(crate) async fn retire(
+        &self,
+        session: &Arc<Session>,
+        reason: CloseReason,
+        error: Option<super::ErrorKind>,
+    ) -> CloseOutcome {
         self.forget(session);
         session.close(reason, error, CLOSE_GRACE).await
     }
@@ -293,17 +344,30 @@ impl Pool {
     /// Takes a session out of every map without closing it.
     pub(crate) fn forget(&self, session: &Arc<Session>) {
         if session.owned {
-            self.owned.lock().unwrap_or_else(PoisonError::into_inner).remove(&session.id);
+            self.owned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&session.id);
             return;
         }
-        let slot = session.server.slots().get(&session.scope).filter(|s| s.holds(session)).cloned();
+        let slot = session
+            .server
+            .slots()
+            .get(&session.scope)
+            .filter(|s| s.holds(session))
+            .cloned();
         if let Some(slot) = slot {
             self.unlist(&session.server, &session.scope, &slot);
         }
     }
 
     /// Retires a session in the background (eviction, sweeps, leak repair).
-    pub(crate) fn retire_in_background(self: &Arc<Self>, session: Arc<Session>, reason: CloseReason, error: Option<super::ErrorKind>) {
+    pub(crate) fn retire_in_background(
+        self: &Arc<Self>,
+        session: Arc<Session>,
+        reason: CloseReason,
+        error: Option<super::ErrorKind>,
+    ) {
         self.forget(&session);
         self.tracker.spawn(async move {
             session.close(reason, error, CLOSE_GRACE).await;
@@ -328,12 +392,20 @@ impl Pool {
                 }
             }
         }
-        let Some((_, session)) = best else { return false };
+        let Some((_, session)) = best else {
+            return false;
+        };
         let server = &session.server;
         let removed = {
             let mut slots = server.slots();
-            let still_idle = slots.get(&session.scope).is_some_and(|s| s.holds(&session) && s.is_idle_session().is_some());
-            if still_idle { slots.remove(&session.scope) } else { None }
+            let still_idle = slots
+                .get(&session.scope)
+                .is_some_and(|s| s.holds(&session) && s.is_idle_session().is_some());
+            if still_idle {
+                slots.remove(&session.scope)
+            } else {
+                None
+            }
         };
         if removed.is_none() {
             return true; // it got busy or went away; the caller looks again
@@ -353,7 +425,9 @@ impl Pool {
             {
                 let mut slots = entry.slots();
                 slots.retain(|_, slot| {
-                    let Some(session) = slot.is_idle_session() else { return true };
+                    let Some(session) = slot.is_idle_session() else {
+                        return true;
+                    };
                     let reason = if session.transport_closed() {
                         CloseReason::ServerExit
                     } else if session.idle() >= entry.idle_ttl {
@@ -370,7 +444,8 @@ impl Pool {
             for (session, reason) in expired {
                 self.total.fetch_sub(1, Ordering::AcqRel);
                 self.slot_freed.notify_waiters();
-                let error = (reason == CloseReason::ServerExit).then_some(super::ErrorKind::TransportClosed);
+                let error = (reason == CloseReason::ServerExit)
+                    .then_some(super::ErrorKind::TransportClosed);
                 self.tracker.spawn(async move {
                     session.close(reason, error, CLOSE_GRACE).await;
                 });
@@ -380,7 +455,13 @@ impl Pool {
 
     /// How often the sweeper runs: often enough for the shortest TTL.
     pub(crate) fn sweep_interval(&self) -> Duration {
-        let shortest = self.servers.values().map(|e| e.idle_ttl).chain([self.max_lifetime]).min().unwrap_or_default();
+        let shortest = self
+            .servers
+            .values()
+            .map(|e| e.idle_ttl)
+            .chain([self.max_lifetime])
+            .min()
+            .unwrap_or_default();
         (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
     }
 
@@ -415,9 +496,21 @@ impl Pool {
         let mut sessions: Vec<Arc<Session>> = self
             .servers
             .values()
-            .flat_map(|entry| entry.slots().values().filter_map(|slot| slot.session.get().cloned()).collect::<Vec<_>>())
+            .flat_map(|entry| {
+                entry
+                    .slots()
+                    .values()
+                    .filter_map(|slot| slot.session.get().cloned())
+                    .collect::<Vec<_>>()
+            })
             .collect();
-        sessions.extend(self.owned.lock().unwrap_or_else(PoisonError::into_inner).values().cloned());
+        sessions.extend(
+            self.owned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .values()
+                .cloned(),
+        );
         sessions.retain(|s| !s.is_closed());
         sessions
     }
@@ -425,7 +518,11 @@ impl Pool {
     /// Sizes of the internal maps: (pooled slots, owned sessions, reserved capacity).
     pub(crate) fn map_sizes(&self) -> (usize, usize, usize) {
         let slots = self.servers.values().map(|e| e.slots().len()).sum();
-        let owned = self.owned.lock().unwrap_or_else(PoisonError::into_inner).len();
+        let owned = self
+            .owned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
         (slots, owned, self.total.load(Ordering::Acquire))
     }
 
@@ -435,12 +532,27 @@ impl Pool {
         let started = Instant::now();
         self.shutdown.cancel();
         let mut sessions = self.take_pooled(|_, _| true);
-        sessions.extend(self.owned.lock().unwrap_or_else(PoisonError::into_inner).drain().map(|(_, s)| s));
+        sessions.extend(
+            self.owned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .drain()
+                .map(|(_, s)| s),
+        );
         let grace = CLOSE_GRACE.min(deadline);
-        let closes = futures::future::join_all(sessions.iter().map(|s| s.close(CloseReason::Shutdown, None, grace)));
-        let mut drained = Drained { sessions_closed: sessions.len(), ..Drained::default() };
+        let closes = futures::future::join_all(
+            sessions
+                .iter()
+                .map(|s| s.close(CloseReason::Shutdown, None, grace)),
+        );
+        let mut drained = Drained {
+            sessions_closed: sessions.len(),
+            ..Drained::default()
+        };
         match tokio::time::timeout(deadline, closes).await {
-            Ok(outcomes) => drained.forced_kills = outcomes.iter().filter(|o| o.forced_kill).count(),
+            Ok(outcomes) => {
+                drained.forced_kills = outcomes.iter().filter(|o| o.forced_kill).count()
+            }
             Err(_) => drained.timed_out = true,
         }
         for session in &sessions {
@@ -450,7 +562,10 @@ impl Pool {
         }
         self.tracker.close();
         let left = deadline.saturating_sub(started.elapsed());
-        if tokio::time::timeout(left, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(left, self.tracker.wait())
+            .await
+            .is_err()
+        {
             drained.timed_out = true;
         }
         drained

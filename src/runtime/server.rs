@@ -27,12 +27,28 @@ pub(crate) struct ServerEntry {
 }
 
 impl ServerEntry {
-    pub(crate) fn new(name: &str, spec: &ServerConfig, pool: &PoolConfig, telemetry: Arc<Telemetry>) -> ServerEntry {
+    pub(crate) fn new(
+        name: &str,
+        spec: &ServerConfig,
+        pool: &PoolConfig,
+        telemetry: Arc<Telemetry>,
+    ) -> ServerEntry {
         let kind = spec.transport_kind();
-        let max_sessions = spec.max_sessions.unwrap_or(pool.max_sessions).min(pool.max_sessions);
+        let max_sessions = spec
+            .max_sessions
+            .unwrap_or(pool.max_sessions)
+            .min(pool.max_sessions);
         let metrics = telemetry.metrics.for_server(name, kind.network_transport());
-        telemetry.metrics.pool_capacity.with_label_values(&[name]).set(max_sessions as i64);
-        telemetry.metrics.circuit_state.with_label_values(&[name]).set(0);
+        telemetry
+            .metrics
+            .pool_capacity
+            .with_label_values(&[name])
+            .set(max_sessions as i64);
+        telemetry
+            .metrics
+            .circuit_state
+            .with_label_values(&[name])
+            .set(0);
         ServerEntry {
             name: Arc::from(name),
             spec: spec.clone(),
@@ -56,8 +72,12 @@ impl ServerEntry {
     /// Emits a breaker state change, if there was one.
     pub(crate) fn breaker_changed(&self, change: Option<BreakerState>) {
         if let Some(state) = change {
-            BreakerChanged { server: &self.name, state: state.gauge(), state_name: state.as_str() }
-                .emit(&self.telemetry);
+            BreakerChanged {
+                server: &self.name,
+                state: state.gauge(),
+                state_name: state.as_str(),
+            }
+            .emit(&self.telemetry);
         }
     }
 

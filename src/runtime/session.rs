@@ -142,7 +142,13 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    pub(crate) fn new(id: u64, server: Arc<ServerEntry>, scope: Arc<str>, owned: bool, connection: Connection) -> Session {
+    pub(crate) fn new(
+        id: u64,
+        server: Arc<ServerEntry>,
+        scope: Arc<str>,
+        owned: bool,
+        connection: Connection,
+    ) -> Session {
         let peer = connection.service.peer().clone();
         Session {
             id,
@@ -186,7 +192,11 @@ impl Session {
 
     /// True when the transport is gone (child exited, stream ended).
     pub(crate) fn transport_closed(&self) -> bool {
-        self.peer.is_transport_closed() || self.process.as_ref().is_some_and(|p| p.exit_status().is_some())
+        self.peer.is_transport_closed()
+            || self
+                .process
+                .as_ref()
+                .is_some_and(|p| p.exit_status().is_some())
     }
 
     /// How the stdio server exited, for error messages.
@@ -245,11 +255,24 @@ impl Session {
     /// group is killed, then the `closed` event. Idempotent: later and concurrent
     /// callers wait for the first close and get its outcome. The caller removes the
     /// session from the pool's maps first (see `Pool::retire`).
-    pub(crate) async fn close(&self, reason: CloseReason, error: Option<ErrorKind>, grace: Duration) -> CloseOutcome {
-        *self.closed.get_or_init(|| self.close_once(reason, error, grace)).await
+    pub(crate) async fn close(
+        &self,
+        reason: CloseReason,
+        error: Option<ErrorKind>,
+        grace: Duration,
+    ) -> CloseOutcome {
+        *self
+            .closed
+            .get_or_init(|| self.close_once(reason, error, grace))
+            .await
     }
 
-    async fn close_once(&self, reason: CloseReason, error: Option<ErrorKind>, grace: Duration) -> CloseOutcome {
+    async fn close_once(
+        &self,
+        reason: CloseReason,
+        error: Option<ErrorKind>,
+        grace: Duration,
+    ) -> CloseOutcome {
         let started = Instant::now();
         let service = self.service.lock().ok().and_then(|mut s| s.take());
         if let Some(service) = service
@@ -259,7 +282,9 @@ impl Session {
         }
         let mut forced_kill = false;
         if let Some(process) = &self.process {
-            let left = grace.saturating_sub(started.elapsed()).min(Duration::from_millis(500));
+            let left = grace
+                .saturating_sub(started.elapsed())
+                .min(Duration::from_millis(500));
             process.wait_exit(left).await;
             forced_kill = process.kill_group();
         }

@@ -20,8 +20,12 @@ pub(crate) struct SessionOpened<'a> {
 impl SessionOpened<'_> {
     pub(crate) fn emit(&self, telemetry: &Telemetry) {
         let m = &telemetry.metrics;
-        m.sessions_opened.with_label_values(&[self.server, self.network_transport, "ok"]).inc();
-        m.sessions_active.with_label_values(&[self.server, self.network_transport]).inc();
+        m.sessions_opened
+            .with_label_values(&[self.server, self.network_transport, "ok"])
+            .inc();
+        m.sessions_active
+            .with_label_values(&[self.server, self.network_transport])
+            .inc();
         m.operation_duration
             .with_label_values(&[self.server, "initialize", "", ""])
             .observe(self.duration.as_secs_f64());
@@ -48,7 +52,9 @@ pub(crate) struct OpenFailed<'a> {
 impl OpenFailed<'_> {
     pub(crate) fn emit(&self, telemetry: &Telemetry) {
         let m = &telemetry.metrics;
-        m.sessions_opened.with_label_values(&[self.server, self.network_transport, "error"]).inc();
+        m.sessions_opened
+            .with_label_values(&[self.server, self.network_transport, "error"])
+            .inc();
         m.operation_duration
             .with_label_values(&[self.server, "initialize", "", self.error_type.as_str()])
             .observe(self.duration.as_secs_f64());
@@ -75,7 +81,10 @@ pub(crate) struct RequestFinished<'a> {
 impl RequestFinished<'_> {
     pub(crate) fn emit(&self, telemetry: &Telemetry) {
         let m = &telemetry.metrics;
-        let tool = self.tool.map(|t| m.tool_label(self.server, t)).unwrap_or("");
+        let tool = self
+            .tool
+            .map(|t| m.tool_label(self.server, t))
+            .unwrap_or("");
         let error = self.error_type.map(ErrorKind::as_str).unwrap_or("");
         m.operation_duration
             .with_label_values(&[self.server, self.method, tool, error])
@@ -102,7 +111,11 @@ pub(crate) struct Retried<'a> {
 
 impl Retried<'_> {
     pub(crate) fn emit(&self, telemetry: &Telemetry) {
-        telemetry.metrics.retries.with_label_values(&[self.server, self.error_type.as_str()]).inc();
+        telemetry
+            .metrics
+            .retries
+            .with_label_values(&[self.server, self.error_type.as_str()])
+            .inc();
         tracing::debug!(
             mcp.server.name = self.server,
             error.type = self.error_type.as_str(),
@@ -122,7 +135,11 @@ pub(crate) struct SessionRecovered<'a> {
 
 impl SessionRecovered<'_> {
     pub(crate) fn emit(&self, telemetry: &Telemetry) {
-        telemetry.metrics.session_recoveries.with_label_values(&[self.server, self.error_type.as_str()]).inc();
+        telemetry
+            .metrics
+            .session_recoveries
+            .with_label_values(&[self.server, self.error_type.as_str()])
+            .inc();
         tracing::warn!(
             mcp.server.name = self.server,
             mcp.scope = self.scope,
@@ -142,11 +159,23 @@ pub(crate) struct BreakerChanged<'a> {
 
 impl BreakerChanged<'_> {
     pub(crate) fn emit(&self, telemetry: &Telemetry) {
-        telemetry.metrics.circuit_state.with_label_values(&[self.server]).set(self.state);
+        telemetry
+            .metrics
+            .circuit_state
+            .with_label_values(&[self.server])
+            .set(self.state);
         if self.state == 2 {
-            tracing::warn!(mcp.server.name = self.server, state = self.state_name, "circuit breaker opened");
+            tracing::warn!(
+                mcp.server.name = self.server,
+                state = self.state_name,
+                "circuit breaker opened"
+            );
         } else {
-            tracing::info!(mcp.server.name = self.server, state = self.state_name, "circuit breaker changed");
+            tracing::info!(
+                mcp.server.name = self.server,
+                state = self.state_name,
+                "circuit breaker changed"
+            );
         }
     }
 }
@@ -169,9 +198,15 @@ impl SessionClosed<'_> {
         m.sessions_closed
             .with_label_values(&[self.server, self.network_transport, self.reason.as_str()])
             .inc();
-        m.sessions_active.with_label_values(&[self.server, self.network_transport]).dec();
+        m.sessions_active
+            .with_label_values(&[self.server, self.network_transport])
+            .dec();
         m.session_duration
-            .with_label_values(&[self.server, self.network_transport, self.error_type.map(ErrorKind::as_str).unwrap_or("")])
+            .with_label_values(&[
+                self.server,
+                self.network_transport,
+                self.error_type.map(ErrorKind::as_str).unwrap_or(""),
+            ])
             .observe(self.age.as_secs_f64());
         tracing::debug!(
             mcp.server.name = self.server,
@@ -194,7 +229,11 @@ pub(crate) struct SessionUnclosed<'a> {
 
 impl SessionUnclosed<'_> {
     pub(crate) fn emit(&self, telemetry: &Telemetry) {
-        telemetry.metrics.sessions_unclosed.with_label_values(&[self.server]).inc();
+        telemetry
+            .metrics
+            .sessions_unclosed
+            .with_label_values(&[self.server])
+            .inc();
         tracing::warn!(
             mcp.server.name = self.server,
             opened_at = %self.location,

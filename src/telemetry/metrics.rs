@@ -6,20 +6,22 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use super::semconv as names;
 
 /// Operation buckets: from 0.5 ms (pooled stdio calls) to 300 s.
 pub const OPERATION_BUCKETS: [f64; 19] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
-    300.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0,
+    30.0, 60.0, 120.0, 300.0,
 ];
 
 /// Session-duration buckets: from 1 s to 12 h.
-pub const SESSION_BUCKETS: [f64; 12] =
-    [0.1, 1.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 43200.0];
+pub const SESSION_BUCKETS: [f64; 12] = [
+    0.1, 1.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 43200.0,
+];
 
 /// Every metric of the runtime.
 pub struct Metrics {
@@ -55,24 +57,36 @@ impl Metrics {
         let registry = Registry::new();
         let server = names::LABEL_SERVER;
         let transport = names::LABEL_NETWORK_TRANSPORT;
-        let gauge = |name: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, MetricsError> {
-            let metric = IntGaugeVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(metric.clone()))?;
-            Ok(metric)
-        };
-        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, MetricsError> {
-            let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(metric.clone()))?;
-            Ok(metric)
-        };
-        let histogram =
-            |name: &str, help: &str, labels: &[&str], buckets: &[f64]| -> Result<HistogramVec, MetricsError> {
-                let metric = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)?;
+        let gauge =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, MetricsError> {
+                let metric = IntGaugeVec::new(Opts::new(name, help), labels)?;
                 registry.register(Box::new(metric.clone()))?;
                 Ok(metric)
             };
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, MetricsError> {
+                let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(metric.clone()))?;
+                Ok(metric)
+            };
+        let histogram = |name: &str,
+                         help: &str,
+                         labels: &[&str],
+                         buckets: &[f64]|
+         -> Result<HistogramVec, MetricsError> {
+            let metric = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                labels,
+            )?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok(metric)
+        };
         let metrics = Metrics {
-            sessions_active: gauge(names::SESSIONS_ACTIVE, "Live MCP client sessions.", &[server, transport])?,
+            sessions_active: gauge(
+                names::SESSIONS_ACTIVE,
+                "Live MCP client sessions.",
+                &[server, transport],
+            )?,
             sessions_opened: counter(
                 names::SESSIONS_OPENED,
                 "MCP client session opens, by outcome.",
@@ -97,33 +111,57 @@ impl Metrics {
             operation_duration: histogram(
                 names::OPERATION_DURATION,
                 "Duration of MCP requests (tool calls, initialize, ping, lists).",
-                &[server, names::LABEL_METHOD, names::LABEL_TOOL, names::LABEL_ERROR_TYPE],
+                &[
+                    server,
+                    names::LABEL_METHOD,
+                    names::LABEL_TOOL,
+                    names::LABEL_ERROR_TYPE,
+                ],
                 &OPERATION_BUCKETS,
             )?,
-            inflight_requests: gauge(names::INFLIGHT_REQUESTS, "MCP requests in flight.", &[server])?,
-            retries: counter(names::RETRIES, "Retried MCP requests, by the error retried.", &[
-                server,
-                names::LABEL_ERROR_TYPE,
-            ])?,
+            inflight_requests: gauge(
+                names::INFLIGHT_REQUESTS,
+                "MCP requests in flight.",
+                &[server],
+            )?,
+            retries: counter(
+                names::RETRIES,
+                "Retried MCP requests, by the error retried.",
+                &[server, names::LABEL_ERROR_TYPE],
+            )?,
             session_recoveries: counter(
                 names::SESSION_RECOVERIES,
                 "Sessions re-opened after the server lost them (server state lost).",
                 &[server, names::LABEL_ERROR_TYPE],
             )?,
-            circuit_state: gauge(names::CIRCUIT_STATE, "Circuit breaker: 0 closed, 1 half-open, 2 open.", &[server])?,
-            pool_capacity: gauge(names::POOL_CAPACITY, "The server's max_sessions.", &[server])?,
+            circuit_state: gauge(
+                names::CIRCUIT_STATE,
+                "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+                &[server],
+            )?,
+            pool_capacity: gauge(
+                names::POOL_CAPACITY,
+                "The server's max_sessions.",
+                &[server],
+            )?,
             tool_labels: Mutex::new(HashMap::new()),
             registry,
         };
-        let build = IntGaugeVec::new(Opts::new(names::BUILD_INFO, "mcpwatch build, always 1."), &[
-            "version", "revision",
-        ])?;
+        let build = IntGaugeVec::new(
+            Opts::new(names::BUILD_INFO, "mcpwatch build, always 1."),
+            &["version", "revision"],
+        )?;
         build
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("MCPWATCH_REVISION").unwrap_or("unknown")])
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                option_env!("MCPWATCH_REVISION").unwrap_or("unknown"),
+            ])
             .set(1);
         metrics.registry.register(Box::new(build))?;
         #[cfg(target_os = "linux")]
-        metrics.registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        metrics.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(metrics)
     }
 
@@ -144,7 +182,9 @@ impl Metrics {
     /// The tool-name label for `tool` on `server`: the name itself for the first
     /// [`names::TOOL_LABEL_CAP`] distinct tools of a server, `_OTHER` after.
     pub(crate) fn tool_label<'a>(&self, server: &str, tool: &'a str) -> &'a str {
-        let Ok(mut labels) = self.tool_labels.lock() else { return names::TOOL_OVERFLOW };
+        let Ok(mut labels) = self.tool_labels.lock() else {
+            return names::TOOL_OVERFLOW;
+        };
         let seen = labels.entry(server.to_owned()).or_default();
         if seen.contains(tool) {
             tool
@@ -159,10 +199,14 @@ impl Metrics {
     /// Pre-resolved handles for one server's hot-path metrics.
     /// Also creates the server's gauge series at 0, so dashboards see every server from the start.
     pub(crate) fn for_server(&self, server: &str, network_transport: &str) -> ServerMetrics {
-        self.sessions_active.with_label_values(&[server, network_transport]).add(0);
+        self.sessions_active
+            .with_label_values(&[server, network_transport])
+            .add(0);
         ServerMetrics {
             inflight: self.inflight_requests.with_label_values(&[server]),
-            call_ok: self.operation_duration.with_label_values(&[server, "tools/call", "", ""]),
+            call_ok: self
+                .operation_duration
+                .with_label_values(&[server, "tools/call", "", ""]),
         }
     }
 }

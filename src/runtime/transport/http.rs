@@ -16,11 +16,12 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use http::{HeaderName, HeaderValue};
 use rmcp::model::{ClientJsonRpcMessage, JsonRpcMessage};
+use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::common::client_side_sse::ExponentialBackoff;
 use rmcp::transport::streamable_http_client::{
-    StreamableHttpClient, StreamableHttpClientTransportConfig, StreamableHttpError, StreamableHttpPostResponse,
+    StreamableHttpClient, StreamableHttpClientTransportConfig, StreamableHttpError,
+    StreamableHttpPostResponse,
 };
-use rmcp::transport::StreamableHttpClientTransport;
 use sse_stream::{Error as SseError, Sse};
 
 use crate::config::ServerConfig;
@@ -35,7 +36,10 @@ pub(crate) struct SessionIdCell(Arc<Mutex<Option<Arc<str>>>>);
 impl SessionIdCell {
     /// The current `Mcp-Session-Id`, if the server issued one.
     pub(crate) fn get(&self) -> Option<String> {
-        self.0.lock().ok().and_then(|id| id.as_deref().map(str::to_owned))
+        self.0
+            .lock()
+            .ok()
+            .and_then(|id| id.as_deref().map(str::to_owned))
     }
 
     fn set(&self, id: &str) {
@@ -56,9 +60,15 @@ pub(crate) fn shared_client() -> reqwest::Result<reqwest::Client> {
         .pool_idle_timeout(Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::custom(|attempt| {
             let keeps_body = matches!(attempt.status().as_u16(), 307 | 308);
-            let same_origin =
-                attempt.previous().first().is_some_and(|first| first.origin() == attempt.url().origin());
-            if keeps_body && same_origin && attempt.previous().len() < 10 { attempt.follow() } else { attempt.stop() }
+            let same_origin = attempt
+                .previous()
+                .first()
+                .is_some_and(|first| first.origin() == attempt.url().origin());
+            if keeps_body && same_origin && attempt.previous().len() < 10 {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
         }))
         .build()
 }
@@ -71,21 +81,30 @@ pub(crate) fn transport(
 ) -> Result<StreamableHttpClientTransport<TrackingClient>, String> {
     let mut headers = HashMap::new();
     for (name, value) in &spec.headers {
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("bad header name `{name}`"))?;
-        let value = HeaderValue::from_str(value.expose()).map_err(|_| format!("bad value for header `{name}`"))?;
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("bad header name `{name}`"))?;
+        let value = HeaderValue::from_str(value.expose())
+            .map_err(|_| format!("bad value for header `{name}`"))?;
         headers.insert(name, value);
     }
-    let mut config = StreamableHttpClientTransportConfig::with_uri(spec.url.clone().unwrap_or_default())
-        .reinit_on_expired_session(false)
-        .max_concurrent_requests(MAX_CONCURRENT_REQUESTS)
-        .max_sse_event_size(spec.max_response_bytes)
-        .custom_headers(headers);
+    let mut config =
+        StreamableHttpClientTransportConfig::with_uri(spec.url.clone().unwrap_or_default())
+            .reinit_on_expired_session(false)
+            .max_concurrent_requests(MAX_CONCURRENT_REQUESTS)
+            .max_sse_event_size(spec.max_response_bytes)
+            .custom_headers(headers);
     let mut reconnect = ExponentialBackoff::default();
     reconnect.max_times = Some(5);
     reconnect.base_duration = Duration::from_millis(500);
     reconnect.max_delay = Some(Duration::from_secs(8));
     config.retry_config = Arc::new(reconnect);
-    Ok(StreamableHttpClientTransport::with_client(TrackingClient { inner: client.clone(), session_id }, config))
+    Ok(StreamableHttpClientTransport::with_client(
+        TrackingClient {
+            inner: client.clone(),
+            session_id,
+        },
+        config,
+    ))
 }
 
 /// `reqwest::Client` plus session-id tracking and id-less error detection.
@@ -104,9 +123,8 @@ impl TrackingClient {
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
         let reply = reply?;
         let session = match &reply {
-            StreamableHttpPostResponse::Json(_, session) | StreamableHttpPostResponse::Sse(_, session) => {
-                session.as_deref()
-            }
+            StreamableHttpPostResponse::Json(_, session)
+            | StreamableHttpPostResponse::Sse(_, session) => session.as_deref(),
             _ => None,
         };
         if let Some(session) = session {
@@ -121,7 +139,11 @@ impl TrackingClient {
                 return Err(StreamableHttpError::SessionExpired);
             }
             return Err(StreamableHttpError::UnexpectedServerResponse(
-                format!("JSON-RPC error without an id: {} {}", error.error.code.0, error.error.message).into(),
+                format!(
+                    "JSON-RPC error without an id: {} {}",
+                    error.error.code.0, error.error.message
+                )
+                .into(),
             ));
         }
         Ok(reply)
@@ -140,8 +162,16 @@ impl StreamableHttpClient for TrackingClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
         let attached = session_id.is_some();
-        let reply =
-            self.inner.post_message(uri, message.clone(), session_id, auth_header, custom_headers).await;
+        let reply = self
+            .inner
+            .post_message(
+                uri,
+                message.clone(),
+                session_id,
+                auth_header,
+                custom_headers,
+            )
+            .await;
         self.check_reply(&message, attached, reply)
     }
 
@@ -181,7 +211,9 @@ impl StreamableHttpClient for TrackingClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<(), StreamableHttpError<Self::Error>> {
-        self.inner.delete_session(uri, session_id, auth_header, custom_headers).await
+        self.inner
+            .delete_session(uri, session_id, auth_header, custom_headers)
+            .await
     }
 
     async fn get_stream(
@@ -192,7 +224,9 @@ impl StreamableHttpClient for TrackingClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<Self::Error>> {
-        self.inner.get_stream(uri, session_id, last_event_id, auth_header, custom_headers).await
+        self.inner
+            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
+            .await
     }
 
     async fn get_stream_with_max_sse_event_size(

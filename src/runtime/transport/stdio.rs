@@ -66,7 +66,9 @@ impl ChildProcess {
             command.current_dir(cwd);
         }
         let mut child = command.spawn()?;
-        let pid = child.id().ok_or_else(|| std::io::Error::other("child exited before it could be tracked"))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| std::io::Error::other("child exited before it could be tracked"))?;
         let pgid = Pid::from_raw(i32::try_from(pid).map_err(std::io::Error::other)?);
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(std::io::Error::other("child has no stdin/stdout pipe"));
@@ -95,7 +97,8 @@ impl ChildProcess {
                 Err(error) => tracing::warn!(%error, "waiting for a stdio server failed"),
             }
         });
-        let transport = AsyncRwTransport::new_client(stdout, stdin).with_max_line_length(spec.max_response_bytes);
+        let transport = AsyncRwTransport::new_client(stdout, stdin)
+            .with_max_line_length(spec.max_response_bytes);
         Ok((ChildProcess { pgid, exit }, transport))
     }
 
@@ -112,7 +115,10 @@ impl ChildProcess {
     /// Waits up to `within` for the leader to exit; true if it did.
     pub(crate) async fn wait_exit(&self, within: Duration) -> bool {
         let mut exit = self.exit.clone();
-        matches!(tokio::time::timeout(within, exit.wait_for(Option::is_some)).await, Ok(Ok(_)))
+        matches!(
+            tokio::time::timeout(within, exit.wait_for(Option::is_some)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// SIGKILLs every process of the group. Returns true if the leader was still
@@ -121,7 +127,9 @@ impl ChildProcess {
         let forced = self.exit_status().is_none();
         match killpg(self.pgid, Signal::SIGKILL) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-            Err(error) => tracing::warn!(pgid = self.pgid.as_raw(), %error, "killing a stdio server's process group failed"),
+            Err(error) => {
+                tracing::warn!(pgid = self.pgid.as_raw(), %error, "killing a stdio server's process group failed")
+            }
         }
         forced
     }
@@ -130,7 +138,10 @@ impl ChildProcess {
     pub(crate) fn describe_exit(&self) -> String {
         match self.exit_status() {
             None => "server process still running".to_owned(),
-            Some(status) => match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+            Some(status) => match (
+                status.code(),
+                std::os::unix::process::ExitStatusExt::signal(&status),
+            ) {
                 (Some(code), _) => format!("server process exited with code {code}"),
                 (None, Some(signal)) => format!("server process killed by signal {signal}"),
                 _ => format!("server process ended: {status}"),
