@@ -31,7 +31,9 @@
 //! | `runtime/error.rs` | [`Error`] and the bounded [`ErrorKind`] |
 //! | [`telemetry`] | metrics (`metrics.rs`), the lifecycle events (`events.rs`), names (`semconv.rs`) |
 //! | [`demo`] | the built-in demo MCP server |
+//! | [`agent`] | the HTTP API (`api.rs`), admin listener (`admin.rs`), auth, body limits, idempotency, OpenAPI |
 
+pub mod agent;
 pub mod config;
 pub mod demo;
 pub mod runtime;

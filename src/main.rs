@@ -26,6 +26,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the agent: the HTTP API and the admin listener (/metrics, /healthz, /readyz).
+    ///
+    /// With no config file it serves the built-in demo server. Example:
+    ///   mcpwatch serve --config config/mcpwatch.example.toml
+    Serve(ConfigArg),
     /// Validate the configuration and print it with secrets redacted (exit 64 when invalid).
     ///
     /// Example: mcpwatch check-config --config config/mcpwatch.example.toml
@@ -86,10 +91,10 @@ struct DemoServerArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_format = match cli.log_format.as_deref() {
-        Some("json") => LogFormat::Json,
-        _ => LogFormat::Text,
+        Some("json") => Some(LogFormat::Json),
+        Some(_) => Some(LogFormat::Text),
+        None => None,
     };
-    init_logging(log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(worker_threads())
         .enable_all()
@@ -101,7 +106,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = runtime.block_on(run(cli.command));
+    let outcome = runtime.block_on(run(cli.command, log_format));
     runtime.shutdown_timeout(Duration::from_secs(1));
     match outcome {
         Ok(code) => code,
@@ -120,10 +125,12 @@ fn worker_threads() -> usize {
         .max(2)
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr: stdout carries command output (and the protocol of `demo-server --stdio`).
+/// `RUST_LOG` wins over `log.level`; `--log-format` wins over `log.format`.
+fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(format!("{level},rmcp=warn")))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
-    // stdout carries the protocol for a stdio server, and command output otherwise: logs go to stderr.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -133,11 +140,28 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    match command {
-        Command::CheckConfig(args) => Ok(check_config(&args)),
-        Command::Call(args) => call(args).await,
-        Command::DemoServer(args) => demo_server(args).await,
+async fn run(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
+    let config_arg = match &command {
+        Command::Serve(args) | Command::CheckConfig(args) => Some(args),
+        Command::Call(args) => Some(&args.config),
+        Command::DemoServer(_) => None,
+    };
+    let config = match config_arg.map(load_config) {
+        Some(Ok(config)) => Some(config),
+        Some(Err(code)) => return Ok(code),
+        None => None,
+    };
+    let (format, level) = match &config {
+        Some(config) => (log_format.unwrap_or(config.log.format), config.log.level.as_str()),
+        None => (log_format.unwrap_or(LogFormat::Text), "info"),
+    };
+    init_logging(format, level);
+    match (command, config) {
+        (Command::Serve(_), Some(config)) => serve(config).await,
+        (Command::CheckConfig(_), Some(config)) => Ok(check_config(&config)),
+        (Command::Call(args), Some(config)) => call(args, config).await,
+        (Command::DemoServer(args), _) => demo_server(args).await,
+        (_, None) => Ok(ExitCode::from(EXIT_USAGE)),
     }
 }
 
@@ -148,15 +172,11 @@ fn load_config(args: &ConfigArg) -> Result<Config, ExitCode> {
     })
 }
 
-fn check_config(args: &ConfigArg) -> ExitCode {
-    let config = match load_config(args) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
+fn check_config(config: &Config) -> ExitCode {
     for warning in config.warnings() {
         eprintln!("warning: {warning}");
     }
-    match toml_text(&config) {
+    match toml_text(config) {
         Ok(text) => {
             print_out(&text);
             ExitCode::SUCCESS
@@ -192,11 +212,7 @@ fn strip_nulls(value: serde_json::Value) -> serde_json::Value {
     }
 }
 
-async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
-    let config = match load_config(&args.config) {
-        Ok(config) => config,
-        Err(code) => return Ok(code),
-    };
+async fn call(args: CallArgs, config: Config) -> anyhow::Result<ExitCode> {
     let mut arguments = match &args.args {
         Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
             Ok(serde_json::Value::Object(map)) => map,
@@ -246,6 +262,42 @@ async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    for warning in config.warnings() {
+        tracing::warn!(key = %warning.path, "{}", warning.message);
+    }
+    let agent_config = config.agent.clone();
+    let first_server = config.servers.keys().next().cloned().unwrap_or_default();
+    let runtime = Runtime::start(config).await?;
+    let shutdown = async {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot watch SIGTERM; stop with Ctrl-C");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        }
+    };
+    let token_hint = if agent_config.token.is_some() { " -H \"Authorization: Bearer $MCPWATCH_TOKEN\"" } else { "" };
+    let report = mcpwatch::agent::serve(runtime, &agent_config, shutdown, |bound| {
+        print_out(&format!("mcpwatch agent: API on http://{}  admin on http://{}", bound.api, bound.admin));
+        print_out(&format!(
+            "try:\n  curl -s http://{}/v1/tools/call{token_hint} -H 'content-type: application/json' \\\n    -d '{{\"server\": \"{first_server}\", \"tool\": \"echo\", \"arguments\": {{\"message\": \"hello\"}}, \"scope\": \"thread-1\"}}'\n  curl -s http://{}/metrics | grep mcp_client_sessions_active",
+            bound.api, bound.admin
+        ));
+    })
+    .await?;
+    if !report.drained {
+        tracing::warn!("some calls were still running when the drain timeout passed");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn demo_server(args: DemoServerArgs) -> anyhow::Result<ExitCode> {

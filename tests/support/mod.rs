@@ -393,3 +393,54 @@ impl std::io::Write for CaptureWriter {
         Ok(())
     }
 }
+
+/// Polls the async `check` every 20 ms until it holds or `within` passes.
+pub async fn eventually_async<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "not true after {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends SIGKILL to one process (not its group).
+pub fn kill9(pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+}
+
+/// Lines of the file at `path` equal to `line` (0 when the file does not exist).
+pub fn count_lines(path: &Path, line: &str) -> usize {
+    std::fs::read_to_string(path)
+        .map(|text| text.lines().filter(|l| *l == line).count())
+        .unwrap_or(0)
+}
+
+/// The pid of the stdio session of `(server, scope)`, if it is live.
+pub fn session_pid(runtime: &mcpwatch::Runtime, server: &str, scope: &str) -> Option<u32> {
+    runtime
+        .sessions()
+        .into_iter()
+        .find(|s| s.server == server && s.scope == scope)
+        .and_then(|s| s.pid)
+}
+
+/// The median of some durations (the upper one for an even count).
+pub fn median(mut samples: Vec<Duration>) -> Duration {
+    assert!(!samples.is_empty(), "median of nothing");
+    samples.sort();
+    samples[samples.len() / 2]
+}

@@ -1,0 +1,175 @@
+//! The agent: the runtime behind an HTTP API (`/v1`) and an admin listener
+//! (`/metrics`, `/healthz`, `/readyz`), with graceful shutdown.
+//!
+//! Shutdown (SIGTERM/SIGINT in the binary): `/readyz` turns 503 and new calls get
+//! 503 `shutting_down` at once; calls in flight may finish for `agent.drain_timeout`;
+//! then the listeners close, the runtime shuts down (every session closed, every
+//! child reaped), and [`serve`] returns.
+
+pub mod admin;
+pub mod api;
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod idempotency;
+pub mod openapi;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::AgentConfig;
+use crate::runtime::{Runtime, ShutdownReport};
+pub use state::AgentState;
+
+/// How long the runtime may take to close every session after draining.
+const RUNTIME_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A listener failed while serving.
+    #[error("listener failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The addresses the agent listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    /// The API listener.
+    pub api: SocketAddr,
+    /// The admin listener.
+    pub admin: SocketAddr,
+}
+
+/// What a finished agent did.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentReport {
+    /// True if every call in flight finished within `drain_timeout`.
+    pub drained: bool,
+    /// The runtime's shutdown report.
+    pub runtime: ShutdownReport,
+}
+
+/// The API router (with auth, request ids and the JSON 404), for `state`.
+pub fn api_router(state: AgentState) -> Router {
+    api::router()
+        .fallback(api::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// The admin router, for `state`.
+pub fn admin_router(state: AgentState) -> Router {
+    admin::router().with_state(state)
+}
+
+/// Serves the API and admin listeners until `shutdown` completes, then drains
+/// and shuts the runtime down. `on_bound` is called once both listen.
+pub async fn serve(
+    runtime: Runtime,
+    config: &AgentConfig,
+    shutdown: impl Future<Output = ()> + Send,
+    on_bound: impl FnOnce(Bound),
+) -> Result<AgentReport, AgentError> {
+    let api_listener =
+        TcpListener::bind(config.listen).await.map_err(|source| AgentError::Bind { addr: config.listen, source })?;
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|source| AgentError::Bind { addr: config.admin_listen, source })?;
+    let bound = Bound {
+        api: api_listener.local_addr().map_err(AgentError::Serve)?,
+        admin: admin_listener.local_addr().map_err(AgentError::Serve)?,
+    };
+    let state = AgentState::new(runtime.clone(), config);
+    let stop = CancellationToken::new();
+    let api = tokio::spawn(
+        axum::serve(api_listener, api_router(state.clone()))
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .into_future(),
+    );
+    let admin = tokio::spawn(
+        axum::serve(admin_listener, admin_router(state.clone()))
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .into_future(),
+    );
+    tracing::info!(api = %bound.api, admin = %bound.admin, "mcpwatch agent listening");
+    on_bound(bound);
+
+    tokio::select! {
+        () = shutdown => {}
+        result = wait_listener(api) => return Err(listener_failed(result, &stop)),
+    }
+    tracing::info!(in_flight = state.in_flight(), drain_timeout = ?config.drain_timeout, "shutting down: draining calls");
+    state.start_draining();
+    let drained = state.wait_drained(config.drain_timeout).await;
+    if !drained {
+        tracing::warn!(in_flight = state.in_flight(), "drain timeout passed with calls still in flight");
+    }
+    stop.cancel();
+    let runtime_report = runtime.shutdown(RUNTIME_SHUTDOWN_DEADLINE).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;
+    tracing::info!(
+        sessions_closed = runtime_report.sessions_closed,
+        forced_kills = runtime_report.forced_kills,
+        "mcpwatch agent stopped"
+    );
+    Ok(AgentReport { drained, runtime: runtime_report })
+}
+
+async fn wait_listener(handle: tokio::task::JoinHandle<std::io::Result<()>>) -> std::io::Result<()> {
+    match handle.await {
+        Ok(result) => result,
+        Err(join) => Err(std::io::Error::other(join)),
+    }
+}
+
+fn listener_failed(result: std::io::Result<()>, stop: &CancellationToken) -> AgentError {
+    stop.cancel();
+    AgentError::Serve(result.err().unwrap_or_else(|| std::io::Error::other("the API listener stopped")))
+}
+
+/// Gives every request an id (`X-Request-Id`, taken from the request when sane),
+/// logs it with the outcome, and runs the handler in a span carrying it.
+async fn request_id(request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:016x}", fastrand::u64(..)));
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    let started = tokio::time::Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.in_scope(|| {
+        tracing::debug!(status, duration_ms = started.elapsed().as_secs_f64() * 1000.0, "request finished");
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

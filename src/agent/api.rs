@@ -1,0 +1,180 @@
+//! The `/v1` API (DESIGN §6).
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::body::JsonBody;
+use super::error::ApiError;
+use super::idempotency::Answer;
+use super::openapi;
+use super::state::AgentState;
+use crate::runtime::{CallOptions, Runtime};
+
+/// The header that may carry the scope (so a load balancer can route by it).
+pub const SCOPE_HEADER: &str = "x-mcpwatch-scope";
+/// The header that makes a retried call join the first one.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// Longest accepted per-call timeout.
+const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
+
+/// The `/v1` routes.
+pub fn router() -> Router<AgentState> {
+    Router::new()
+        .route("/v1/tools/call", post(call_tool))
+        .route("/v1/servers", get(servers))
+        .route("/v1/servers/{server}/tools", get(list_tools))
+        .route("/v1/sessions", get(sessions))
+        .route("/v1/scopes/{scope}", delete(close_scope))
+        .route("/v1/sessions/{server}/{scope}", delete(close_session))
+        .route("/v1/openapi.json", get(openapi_document))
+}
+
+/// `POST /v1/tools/call` body.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallBody {
+    /// Server name.
+    pub server: String,
+    /// Tool name.
+    pub tool: String,
+    /// Tool arguments (a JSON object).
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Value>,
+    /// Scope; wins over the `X-Mcpwatch-Scope` header.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Deadline in milliseconds (default: the server's `call_timeout`).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+async fn call_tool(State(state): State<AgentState>, headers: HeaderMap, JsonBody(body): JsonBody<CallBody>) -> Response {
+    let _ticket = match state.admit().await {
+        Ok(ticket) => ticket,
+        Err(error) => return error.into_response(),
+    };
+    let scope = match scope_of(body.scope.as_deref(), &headers) {
+        Ok(scope) => scope,
+        Err(error) => return error.into_response(),
+    };
+    let timeout = match body.timeout_ms {
+        Some(0) => return ApiError::invalid("timeout_ms must be at least 1").into_response(),
+        Some(ms) if ms > MAX_TIMEOUT_MS => {
+            return ApiError::invalid(format!("timeout_ms must be at most {MAX_TIMEOUT_MS}")).into_response();
+        }
+        Some(ms) => Some(Duration::from_millis(ms)),
+        None => None,
+    };
+    let options = CallOptions { scope, timeout };
+    let key = headers.get(IDEMPOTENCY_HEADER).map(|v| v.to_str().map(str::to_owned));
+    match key {
+        None => answer_response(run_call(state.runtime.clone(), body, options).await),
+        Some(Err(_)) => ApiError::invalid("Idempotency-Key must be visible ASCII").into_response(),
+        Some(Ok(key)) => {
+            // The same key must come with the same request (scope and timeout included).
+            let fingerprint = (serde_json::to_string(&body).unwrap_or_default(), options.scope.clone(), options.timeout);
+            let runtime = state.runtime.clone();
+            match state.idempotency.run(&key, &fingerprint, run_call(runtime, body, options)).await {
+                Ok(answer) => answer_response(answer),
+                Err(error) => error.into_response(),
+            }
+        }
+    }
+}
+
+async fn run_call(runtime: Runtime, body: CallBody, options: CallOptions) -> Answer {
+    let arguments = body.arguments;
+    match runtime.call_tool(&body.server, &body.tool, arguments, options).await {
+        Ok(call) => Answer {
+            status: 200,
+            body: json!({
+                "result": call.result,
+                "session": {"reused": call.reused, "age_ms": call.session_age.as_millis() as u64},
+                "duration_ms": call.duration.as_secs_f64() * 1000.0,
+            }),
+            retry_after: None,
+        },
+        Err(error) => {
+            let error = ApiError::from(error);
+            Answer {
+                status: error.kind.http_status(),
+                body: json!({"error": {"type": error.kind.as_str(), "message": error.message}}),
+                retry_after: error.retry_after,
+            }
+        }
+    }
+}
+
+fn answer_response(answer: Answer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = (status, axum::Json(answer.body)).into_response();
+    if let Some(value) = answer.retry_after.and_then(|r| axum::http::HeaderValue::from_str(&r).ok()) {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// The scope from the body, else from `X-Mcpwatch-Scope`, else none (`default`).
+fn scope_of(body: Option<&str>, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    if let Some(scope) = body {
+        return Ok(Some(scope.to_owned()));
+    }
+    match headers.get(SCOPE_HEADER) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map(|s| Some(s.to_owned()))
+            .map_err(|_| ApiError::invalid("X-Mcpwatch-Scope must be visible ASCII")),
+    }
+}
+
+async fn servers(State(state): State<AgentState>) -> Response {
+    axum::Json(json!({"servers": state.runtime.servers()})).into_response()
+}
+
+async fn list_tools(State(state): State<AgentState>, Path(server): Path<String>, headers: HeaderMap) -> Response {
+    let scope = match scope_of(None, &headers) {
+        Ok(scope) => scope,
+        Err(error) => return error.into_response(),
+    };
+    match state.runtime.list_tools(&server, scope.as_deref()).await {
+        Ok(tools) => axum::Json(json!({"tools": tools})).into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+async fn sessions(State(state): State<AgentState>) -> Response {
+    axum::Json(json!({"sessions": state.runtime.sessions()})).into_response()
+}
+
+async fn close_scope(State(state): State<AgentState>, Path(scope): Path<String>) -> Response {
+    match state.runtime.close_scope(&scope).await {
+        Ok(closed) => axum::Json(json!({"closed": closed})).into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+async fn close_session(State(state): State<AgentState>, Path((server, scope)): Path<(String, String)>) -> Response {
+    match state.runtime.close_session(&server, &scope).await {
+        Ok(closed) => axum::Json(json!({"closed": closed})).into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+async fn openapi_document() -> Response {
+    axum::Json(openapi::document()).into_response()
+}
+
+/// Fallback for unknown paths: a JSON 404 in the API's error shape.
+pub async fn not_found() -> Response {
+    let body = json!({"error": {"type": "invalid_request", "message": "no such route; see GET /v1/openapi.json"}});
+    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+}
