@@ -444,3 +444,152 @@ pub fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
 }
+
+/// The real `mcpwatch serve` binary on free ports, with a config file. Killed on drop.
+pub struct Agent {
+    pub child: Child,
+    pub api: String,
+    pub admin: String,
+    pub http: reqwest::Client,
+    _config: tempfile::NamedTempFile,
+    pub stdout_rest: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Agent {
+    /// Starts the agent with `config` (TOML; `[agent]` listen addresses are added) and `env`.
+    pub async fn start(config: &str, env: &[(&str, &str)]) -> Agent {
+        use std::io::{BufRead, Write};
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let config = if config.contains("[agent]") {
+            config.replacen(
+                "[agent]",
+                "[agent]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"",
+                1,
+            )
+        } else {
+            format!("[agent]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{config}")
+        };
+        file.write_all(config.as_bytes()).unwrap();
+        let mut command = Command::new(mcpwatch_bin());
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(file.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let rest = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = rest.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(sender) = tx.take_if(|_| line.starts_with("mcpwatch agent: API on ")) {
+                    let _ = sender.send(line.clone());
+                }
+                keep.lock().unwrap().push(line);
+            }
+        });
+        let line = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .expect("the agent did not print its addresses");
+        let mut words = line.split_whitespace().filter(|w| w.starts_with("http://"));
+        let api = words.next().unwrap().to_owned();
+        let admin = words.next().unwrap().to_owned();
+        Agent {
+            child,
+            api,
+            admin,
+            http: reqwest::Client::new(),
+            _config: file,
+            stdout_rest: rest,
+        }
+    }
+
+    /// POSTs JSON to an API path; returns status and JSON body.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.http.post(format!("{}{path}", self.api)).json(&body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// GETs an API path.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
+        let mut request = self.http.get(format!("{}{path}", self.api));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// GETs an admin path; returns status and text.
+    pub async fn admin(&self, path: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.admin))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+
+    /// Waits for the process to exit (bounded); returns its exit code.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The text of `result.content[0].text` in an agent call answer.
+pub fn answer_text(body: &serde_json::Value) -> String {
+    body["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
