@@ -74,7 +74,10 @@ pub struct AgentReport {
 pub fn api_router(state: AgentState) -> Router {
     api::router()
         .fallback(api::not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -93,10 +96,18 @@ pub async fn serve(
     on_bound: impl FnOnce(Bound),
 ) -> Result<AgentReport, AgentError> {
     let api_listener =
-        TcpListener::bind(config.listen).await.map_err(|source| AgentError::Bind { addr: config.listen, source })?;
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| AgentError::Bind {
+                addr: config.listen,
+                source,
+            })?;
     let admin_listener = TcpListener::bind(config.admin_listen)
         .await
-        .map_err(|source| AgentError::Bind { addr: config.admin_listen, source })?;
+        .map_err(|source| AgentError::Bind {
+            addr: config.admin_listen,
+            source,
+        })?;
     let bound = Bound {
         api: api_listener.local_addr().map_err(AgentError::Serve)?,
         admin: admin_listener.local_addr().map_err(AgentError::Serve)?,
@@ -124,7 +135,10 @@ pub async fn serve(
     state.start_draining();
     let drained = state.wait_drained(config.drain_timeout).await;
     if !drained {
-        tracing::warn!(in_flight = state.in_flight(), "drain timeout passed with calls still in flight");
+        tracing::warn!(
+            in_flight = state.in_flight(),
+            "drain timeout passed with calls still in flight"
+        );
     }
     stop.cancel();
     let runtime_report = runtime.shutdown(RUNTIME_SHUTDOWN_DEADLINE).await;
@@ -134,10 +148,15 @@ pub async fn serve(
         forced_kills = runtime_report.forced_kills,
         "mcpwatch agent stopped"
     );
-    Ok(AgentReport { drained, runtime: runtime_report })
+    Ok(AgentReport {
+        drained,
+        runtime: runtime_report,
+    })
 }
 
-async fn wait_listener(handle: tokio::task::JoinHandle<std::io::Result<()>>) -> std::io::Result<()> {
+async fn wait_listener(
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+) -> std::io::Result<()> {
     match handle.await {
         Ok(result) => result,
         Err(join) => Err(std::io::Error::other(join)),
@@ -146,7 +165,11 @@ async fn wait_listener(handle: tokio::task::JoinHandle<std::io::Result<()>>) -> 
 
 fn listener_failed(result: std::io::Result<()>, stop: &CancellationToken) -> AgentError {
     stop.cancel();
-    AgentError::Serve(result.err().unwrap_or_else(|| std::io::Error::other("the API listener stopped")))
+    AgentError::Serve(
+        result
+            .err()
+            .unwrap_or_else(|| std::io::Error::other("the API listener stopped")),
+    )
 }
 
 /// Gives every request an id (`X-Request-Id`, taken from the request when sane),
@@ -156,7 +179,11 @@ async fn request_id(request: Request, next: Next) -> Response {
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| format!("{:016x}", fastrand::u64(..)));
     let method = request.method().clone();
@@ -166,7 +193,11 @@ async fn request_id(request: Request, next: Next) -> Response {
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     span.in_scope(|| {
-        tracing::debug!(status, duration_ms = started.elapsed().as_secs_f64() * 1000.0, "request finished");
+        tracing::debug!(
+            status,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request finished"
+        );
     });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);

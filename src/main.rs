@@ -152,7 +152,10 @@ async fn run(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<
         None => None,
     };
     let (format, level) = match &config {
-        Some(config) => (log_format.unwrap_or(config.log.format), config.log.level.as_str()),
+        Some(config) => (
+            log_format.unwrap_or(config.log.format),
+            config.log.level.as_str(),
+        ),
         None => (log_format.unwrap_or(LogFormat::Text), "info"),
     };
     init_logging(format, level);
@@ -272,20 +275,25 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let first_server = config.servers.keys().next().cloned().unwrap_or_default();
     let runtime = Runtime::start(config).await?;
     let shutdown = async {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::error!(%error, "cannot watch SIGTERM; stop with Ctrl-C");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::error!(%error, "cannot watch SIGTERM; stop with Ctrl-C");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
             _ = terminate.recv() => tracing::info!("SIGTERM received"),
         }
     };
-    let token_hint = if agent_config.token.is_some() { " -H \"Authorization: Bearer $MCPWATCH_TOKEN\"" } else { "" };
+    let token_hint = if agent_config.token.is_some() {
+        " -H \"Authorization: Bearer $MCPWATCH_TOKEN\""
+    } else {
+        ""
+    };
     let report = mcpwatch::agent::serve(runtime, &agent_config, shutdown, |bound| {
         print_out(&format!("mcpwatch agent: API on http://{}  admin on http://{}", bound.api, bound.admin));
         print_out(&format!(

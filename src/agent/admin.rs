@@ -12,11 +12,21 @@ use super::state::AgentState;
 
 /// The admin routes.
 pub fn router() -> Router<AgentState> {
-    Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 async fn metrics(State(state): State<AgentState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.runtime.metrics().render()).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.runtime.metrics().render(),
+    )
+        .into_response()
 }
 
 async fn healthz() -> Response {
@@ -26,9 +36,17 @@ async fn healthz() -> Response {
 /// 200 once warm servers are ready; 503 before that and while draining.
 async fn readyz(State(state): State<AgentState>) -> Response {
     if state.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "draining"}))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "draining"})),
+        )
+            .into_response()
     } else if !state.runtime.is_ready() {
-        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "warming"}))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "warming"})),
+        )
+            .into_response()
     } else {
         axum::Json(json!({"status": "ready"})).into_response()
     }

@@ -56,7 +56,11 @@ pub struct CallBody {
     pub timeout_ms: Option<u64>,
 }
 
-async fn call_tool(State(state): State<AgentState>, headers: HeaderMap, JsonBody(body): JsonBody<CallBody>) -> Response {
+async fn call_tool(
+    State(state): State<AgentState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<CallBody>,
+) -> Response {
     let _ticket = match state.admit().await {
         Ok(ticket) => ticket,
         Err(error) => return error.into_response(),
@@ -68,21 +72,32 @@ async fn call_tool(State(state): State<AgentState>, headers: HeaderMap, JsonBody
     let timeout = match body.timeout_ms {
         Some(0) => return ApiError::invalid("timeout_ms must be at least 1").into_response(),
         Some(ms) if ms > MAX_TIMEOUT_MS => {
-            return ApiError::invalid(format!("timeout_ms must be at most {MAX_TIMEOUT_MS}")).into_response();
+            return ApiError::invalid(format!("timeout_ms must be at most {MAX_TIMEOUT_MS}"))
+                .into_response();
         }
         Some(ms) => Some(Duration::from_millis(ms)),
         None => None,
     };
     let options = CallOptions { scope, timeout };
-    let key = headers.get(IDEMPOTENCY_HEADER).map(|v| v.to_str().map(str::to_owned));
+    let key = headers
+        .get(IDEMPOTENCY_HEADER)
+        .map(|v| v.to_str().map(str::to_owned));
     match key {
         None => answer_response(run_call(state.runtime.clone(), body, options).await),
         Some(Err(_)) => ApiError::invalid("Idempotency-Key must be visible ASCII").into_response(),
         Some(Ok(key)) => {
             // The same key must come with the same request (scope and timeout included).
-            let fingerprint = (serde_json::to_string(&body).unwrap_or_default(), options.scope.clone(), options.timeout);
+            let fingerprint = (
+                serde_json::to_string(&body).unwrap_or_default(),
+                options.scope.clone(),
+                options.timeout,
+            );
             let runtime = state.runtime.clone();
-            match state.idempotency.run(&key, &fingerprint, run_call(runtime, body, options)).await {
+            match state
+                .idempotency
+                .run(&key, &fingerprint, run_call(runtime, body, options))
+                .await
+            {
                 Ok(answer) => answer_response(answer),
                 Err(error) => error.into_response(),
             }
@@ -92,7 +107,10 @@ async fn call_tool(State(state): State<AgentState>, headers: HeaderMap, JsonBody
 
 async fn run_call(runtime: Runtime, body: CallBody, options: CallOptions) -> Answer {
     let arguments = body.arguments;
-    match runtime.call_tool(&body.server, &body.tool, arguments, options).await {
+    match runtime
+        .call_tool(&body.server, &body.tool, arguments, options)
+        .await
+    {
         Ok(call) => Answer {
             status: 200,
             body: json!({
@@ -116,8 +134,13 @@ async fn run_call(runtime: Runtime, body: CallBody, options: CallOptions) -> Ans
 fn answer_response(answer: Answer) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut response = (status, axum::Json(answer.body)).into_response();
-    if let Some(value) = answer.retry_after.and_then(|r| axum::http::HeaderValue::from_str(&r).ok()) {
-        response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+    if let Some(value) = answer
+        .retry_after
+        .and_then(|r| axum::http::HeaderValue::from_str(&r).ok())
+    {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, value);
     }
     response
 }
@@ -140,7 +163,11 @@ async fn servers(State(state): State<AgentState>) -> Response {
     axum::Json(json!({"servers": state.runtime.servers()})).into_response()
 }
 
-async fn list_tools(State(state): State<AgentState>, Path(server): Path<String>, headers: HeaderMap) -> Response {
+async fn list_tools(
+    State(state): State<AgentState>,
+    Path(server): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let scope = match scope_of(None, &headers) {
         Ok(scope) => scope,
         Err(error) => return error.into_response(),
@@ -162,7 +189,10 @@ async fn close_scope(State(state): State<AgentState>, Path(scope): Path<String>)
     }
 }
 
-async fn close_session(State(state): State<AgentState>, Path((server, scope)): Path<(String, String)>) -> Response {
+async fn close_session(
+    State(state): State<AgentState>,
+    Path((server, scope)): Path<(String, String)>,
+) -> Response {
     match state.runtime.close_session(&server, &scope).await {
         Ok(closed) => axum::Json(json!({"closed": closed})).into_response(),
         Err(error) => ApiError::from(error).into_response(),

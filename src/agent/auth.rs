@@ -11,18 +11,31 @@ use super::state::AgentState;
 use crate::runtime::ErrorKind;
 
 /// Rejects requests without the configured token (when one is configured).
-pub async fn require_token(State(state): State<AgentState>, request: Request, next: Next) -> Response {
-    let Some(expected) = state.token.as_ref() else { return next.run(request).await };
+pub async fn require_token(
+    State(state): State<AgentState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(expected) = state.token.as_ref() else {
+        return next.run(request).await;
+    };
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     match presented {
         Some(token) if token_matches(token, expected.expose()) => next.run(request).await,
         Some(_) => ApiError::new(ErrorKind::Unauthorized, "wrong bearer token").into_response(),
-        None => ApiError::new(ErrorKind::Unauthorized, "missing `Authorization: Bearer <token>` header").into_response(),
+        None => ApiError::new(
+            ErrorKind::Unauthorized,
+            "missing `Authorization: Bearer <token>` header",
+        )
+        .into_response(),
     }
 }
 

@@ -15,7 +15,10 @@ pub struct JsonBody<T>(pub T);
 impl<T: DeserializeOwned> FromRequest<AgentState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request<Body>, state: &AgentState) -> Result<Self, Self::Rejection> {
+    async fn from_request(
+        request: Request<Body>,
+        state: &AgentState,
+    ) -> Result<Self, Self::Rejection> {
         let limit = state.max_body_bytes;
         let declared = request
             .headers()
@@ -25,15 +28,19 @@ impl<T: DeserializeOwned> FromRequest<AgentState> for JsonBody<T> {
         if declared.is_some_and(|n| n > limit) {
             return Err(too_large(limit));
         }
-        let bytes = axum::body::to_bytes(request.into_body(), limit).await.map_err(|error| {
-            if is_length_limit(&error) {
-                too_large(limit)
-            } else {
-                ApiError::invalid(format!("cannot read the request body: {error}"))
-            }
-        })?;
+        let bytes = axum::body::to_bytes(request.into_body(), limit)
+            .await
+            .map_err(|error| {
+                if is_length_limit(&error) {
+                    too_large(limit)
+                } else {
+                    ApiError::invalid(format!("cannot read the request body: {error}"))
+                }
+            })?;
         if bytes.is_empty() {
-            return Err(ApiError::invalid("the request body is empty; send a JSON object"));
+            return Err(ApiError::invalid(
+                "the request body is empty; send a JSON object",
+            ));
         }
         // serde_json's recursion limit (128) stays on: deeply nested JSON is an error, not a stack overflow.
         let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
@@ -46,13 +53,18 @@ impl<T: DeserializeOwned> FromRequest<AgentState> for JsonBody<T> {
                 ApiError::invalid(format!("invalid JSON body at `{path}`: {inner}"))
             }
         })?;
-        deserializer.end().map_err(|error| ApiError::invalid(format!("invalid JSON body: {error}")))?;
+        deserializer
+            .end()
+            .map_err(|error| ApiError::invalid(format!("invalid JSON body: {error}")))?;
         Ok(JsonBody(value))
     }
 }
 
 fn too_large(limit: usize) -> ApiError {
-    ApiError::new(ErrorKind::PayloadTooLarge, format!("the request body is larger than agent.max_body_bytes ({limit} bytes)"))
+    ApiError::new(
+        ErrorKind::PayloadTooLarge,
+        format!("the request body is larger than agent.max_body_bytes ({limit} bytes)"),
+    )
 }
 
 fn is_length_limit(error: &axum::Error) -> bool {

@@ -20,7 +20,11 @@ pub struct ApiError {
 impl ApiError {
     /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> ApiError {
-        ApiError { kind, message: message.into(), retry_after: None }
+        ApiError {
+            kind,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     /// A malformed request.
@@ -31,20 +35,30 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> ApiError {
-        ApiError { kind: error.kind(), message: error.to_string(), retry_after: error.retry_after().map(str::to_owned) }
+        ApiError {
+            kind: error.kind(),
+            message: error.to_string(),
+            retry_after: error.retry_after().map(str::to_owned),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.kind.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let status =
+            StatusCode::from_u16(self.kind.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
         let body = json!({"error": {"type": self.kind.as_str(), "message": self.message}});
         let mut response = (status, axum::Json(body)).into_response();
-        if let Some(value) = self.retry_after.and_then(|r| HeaderValue::from_str(&r).ok()) {
+        if let Some(value) = self
+            .retry_after
+            .and_then(|r| HeaderValue::from_str(&r).ok())
+        {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         if self.kind == ErrorKind::Unauthorized {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

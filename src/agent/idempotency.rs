@@ -51,7 +51,10 @@ pub struct IdempotencyStore {
 impl IdempotencyStore {
     /// A store keeping answers for `ttl`.
     pub fn new(ttl: Duration) -> IdempotencyStore {
-        IdempotencyStore { ttl, entries: Mutex::new(HashMap::new()) }
+        IdempotencyStore {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Runs `call` once per key: the first request with `key` starts it (in its own
@@ -63,37 +66,57 @@ impl IdempotencyStore {
         call: impl std::future::Future<Output = Answer> + Send + 'static,
     ) -> Result<Answer, ApiError> {
         if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ApiError::invalid(format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters")));
+            return Err(ApiError::invalid(format!(
+                "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"
+            )));
         }
         let mut hasher = DefaultHasher::new();
         body.hash(&mut hasher);
         let fingerprint = hasher.finish();
         let answer = {
-            let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut entries = self
+                .entries
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let now = Instant::now();
             entries.retain(|_, e| e.expires.is_none_or(|t| t > now));
             match entries.get(key) {
                 Some(entry) if entry.fingerprint != fingerprint => {
-                    return Err(ApiError::invalid("Idempotency-Key was already used with a different request body"));
+                    return Err(ApiError::invalid(
+                        "Idempotency-Key was already used with a different request body",
+                    ));
                 }
                 Some(entry) => entry.answer.clone(),
                 None => {
                     if entries.len() >= MAX_KEYS {
-                        let oldest = entries.iter().filter_map(|(k, e)| e.expires.map(|t| (t, k.clone()))).min();
+                        let oldest = entries
+                            .iter()
+                            .filter_map(|(k, e)| e.expires.map(|t| (t, k.clone())))
+                            .min();
                         if let Some((_, oldest)) = oldest {
                             entries.remove(&oldest);
                         }
                     }
                     let shared = call.boxed().shared();
-                    entries.insert(key.to_owned(), Entry { fingerprint, answer: shared.clone(), expires: None });
+                    entries.insert(
+                        key.to_owned(),
+                        Entry {
+                            fingerprint,
+                            answer: shared.clone(),
+                            expires: None,
+                        },
+                    );
                     tokio::spawn(shared.clone());
                     shared
                 }
             }
         };
         let result = answer.await;
-        if let Some(entry) =
-            self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(key)
+        if let Some(entry) = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(key)
             && entry.expires.is_none()
         {
             entry.expires = Some(Instant::now() + self.ttl);
@@ -109,7 +132,11 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn answer(n: usize) -> Answer {
-        Answer { status: 200, body: serde_json::json!(n), retry_after: None }
+        Answer {
+            status: 200,
+            body: serde_json::json!(n),
+            retry_after: None,
+        }
     }
 
     #[tokio::test]
@@ -134,7 +161,10 @@ mod tests {
             assert_eq!(join.await.unwrap(), serde_json::json!(0));
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
-        let error = store.run("k", &"other body", async { answer(9) }).await.unwrap_err();
+        let error = store
+            .run("k", &"other body", async { answer(9) })
+            .await
+            .unwrap_err();
         assert_eq!(error.kind, crate::runtime::ErrorKind::InvalidRequest);
         assert!(store.run("", &"b", async { answer(1) }).await.is_err());
     }
@@ -142,9 +172,18 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn answers_expire_after_the_ttl() {
         let store = IdempotencyStore::new(Duration::from_secs(10));
-        assert_eq!(store.run("k", &1, async { answer(1) }).await.unwrap().body, serde_json::json!(1));
-        assert_eq!(store.run("k", &1, async { answer(2) }).await.unwrap().body, serde_json::json!(1));
+        assert_eq!(
+            store.run("k", &1, async { answer(1) }).await.unwrap().body,
+            serde_json::json!(1)
+        );
+        assert_eq!(
+            store.run("k", &1, async { answer(2) }).await.unwrap().body,
+            serde_json::json!(1)
+        );
         tokio::time::advance(Duration::from_secs(11)).await;
-        assert_eq!(store.run("k", &1, async { answer(3) }).await.unwrap().body, serde_json::json!(3));
+        assert_eq!(
+            store.run("k", &1, async { answer(3) }).await.unwrap().body,
+            serde_json::json!(3)
+        );
     }
 }

@@ -9,9 +9,7 @@ use crate::runtime::ErrorKind;
 pub fn document() -> Value {
     let error_types: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
     let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
-    let ok = |description: &str, schema: &str| {
-        json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
-    };
+    let ok = |description: &str, schema: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
     let scope_header = json!({"name": "X-Mcpwatch-Scope", "in": "header", "required": false,
         "description": "The scope when the body has none (1-200 characters of [A-Za-z0-9._:@-]).", "schema": {"type": "string"}});
     json!({

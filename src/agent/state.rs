@@ -44,7 +44,10 @@ impl AgentState {
     /// Admits one call: refuses while draining, waits up to `queue_timeout` for a slot.
     pub(crate) async fn admit(&self) -> Result<CallTicket, ApiError> {
         if self.is_draining() {
-            return Err(ApiError::new(ErrorKind::ShuttingDown, "the agent is shutting down"));
+            return Err(ApiError::new(
+                ErrorKind::ShuttingDown,
+                "the agent is shutting down",
+            ));
         }
         let permit = match self.slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
@@ -53,13 +56,21 @@ impl AgentState {
                 .map_err(|_| {
                     ApiError::new(
                         ErrorKind::PoolExhausted,
-                        format!("agent.max_in_flight calls are running; none finished within {:?}", self.queue_timeout),
+                        format!(
+                            "agent.max_in_flight calls are running; none finished within {:?}",
+                            self.queue_timeout
+                        ),
                     )
                 })?
-                .map_err(|_| ApiError::new(ErrorKind::ShuttingDown, "the agent is shutting down"))?,
+                .map_err(|_| {
+                    ApiError::new(ErrorKind::ShuttingDown, "the agent is shutting down")
+                })?,
         };
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        Ok(CallTicket { _permit: permit, state: self.clone() })
+        Ok(CallTicket {
+            _permit: permit,
+            state: self.clone(),
+        })
     }
 
     /// True once shutdown has begun.

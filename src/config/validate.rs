@@ -311,7 +311,7 @@ fn check_server(name: &str, server: &ServerConfig, problem: &mut impl FnMut(Stri
         },
         TransportKind::Builtin => {}
     }
-    for (header, _) in &server.headers {
+    for header in server.headers.keys() {
         if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
             problem(
                 at(&format!("headers.{header}")),

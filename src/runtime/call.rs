@@ -72,19 +72,12 @@ pub(crate) async fn pooled<F: Fn() -> ClientRequest>(
                 retry_in: Duration::from_millis(retry_in.as_millis() as u64),
             }));
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        let attempt_result = tokio::time::timeout(left, attempt_once(pool, &request, left)).await;
-        let error = match attempt_result {
-            Ok(Ok(done)) => {
+        let error = match attempt_once(pool, &request, deadline).await {
+            Ok(done) => {
                 entry.breaker_changed(entry.breaker.on_success());
                 return Ok(done);
             }
-            Ok(Err(error)) => error,
-            Err(_) => Error::Timeout {
-                server: entry.name.to_string(),
-                method: request.method.to_owned(),
-                after: request.timeout,
-            },
+            Err(error) => error,
         };
         if counts_against_server(error.kind()) {
             entry.breaker_changed(entry.breaker.on_failure());
@@ -131,18 +124,32 @@ pub(crate) async fn pooled<F: Fn() -> ClientRequest>(
     Err(last_error.unwrap_or(Error::ShuttingDown))
 }
 
+/// One attempt: getting the session is bounded by `deadline` here; the request
+/// itself is bounded (and its timeout recorded and cancelled) by `send`. An outer
+/// timeout around `send` would race its deadline and drop it unrecorded.
 async fn attempt_once<F: Fn() -> ClientRequest>(
     pool: &Arc<Pool>,
     request: &PooledRequest<'_, F>,
-    left: Duration,
+    deadline: Instant,
 ) -> Result<(ServerResult, SessionUse), Error> {
-    let (mut session, mut pin) = pool.acquire(request.entry, request.scope).await?;
-    if session.take_suspect() && !healthy(pool, &session).await {
-        drop(pin);
-        pool.retire(&session, CloseReason::Error, Some(ErrorKind::Timeout))
-            .await;
-        (session, pin) = pool.acquire(request.entry, request.scope).await?;
-    }
+    let acquire = async {
+        let (mut session, mut pin) = pool.acquire(request.entry, request.scope).await?;
+        if session.take_suspect() && !healthy(pool, &session).await {
+            drop(pin);
+            pool.retire(&session, CloseReason::Error, Some(ErrorKind::Timeout))
+                .await;
+            (session, pin) = pool.acquire(request.entry, request.scope).await?;
+        }
+        Ok::<_, Error>((session, pin))
+    };
+    let (session, pin) = tokio::time::timeout_at(deadline, acquire)
+        .await
+        .map_err(|_| Error::Timeout {
+            server: request.entry.name.to_string(),
+            method: request.method.to_owned(),
+            after: request.timeout,
+        })??;
+    let left = deadline.saturating_duration_since(Instant::now());
     let session_use = SessionUse {
         reused: session.calls() > 0,
         age: session.age(),
@@ -157,7 +164,16 @@ async fn attempt_once<F: Fn() -> ClientRequest>(
     )
     .await;
     drop(pin);
-    result.map(|r| (r, session_use))
+    match result {
+        Ok(result) => Ok((result, session_use)),
+        // Report the call's deadline, not what was left of it for this attempt.
+        Err(Error::Timeout { server, method, .. }) => Err(Error::Timeout {
+            server,
+            method,
+            after: request.timeout,
+        }),
+        Err(error) => Err(error),
+    }
 }
 
 /// Pings a session; false (and the session is left to be retired) if it does not answer.

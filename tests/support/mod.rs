@@ -53,12 +53,13 @@ pub fn bad_server_py() -> PathBuf {
 
 /// A config with exactly these servers and otherwise defaults.
 pub fn config(servers: impl IntoIterator<Item = (&'static str, ServerConfig)>) -> Config {
-    let mut config = Config::default();
-    config.servers = servers
-        .into_iter()
-        .map(|(name, spec)| (name.to_owned(), spec))
-        .collect::<BTreeMap<_, _>>();
-    config
+    Config {
+        servers: servers
+            .into_iter()
+            .map(|(name, spec)| (name.to_owned(), spec))
+            .collect::<BTreeMap<_, _>>(),
+        ..Config::default()
+    }
 }
 
 /// The demo server as a child process over stdio.
