@@ -39,6 +39,14 @@ enum Command {
     ///
     /// Example: mcpwatch call demo add a=2 b=3
     Call(CallArgs),
+    /// List a running agent's servers: transport, state, breaker, sessions.
+    ///
+    /// Example: mcpwatch servers --agent http://127.0.0.1:8700
+    Servers(AgentArgs),
+    /// List a running agent's live sessions.
+    ///
+    /// Example: MCPWATCH_TOKEN=... mcpwatch sessions
+    Sessions(AgentArgs),
     /// Run the built-in demo MCP server over stdio or streamable HTTP.
     ///
     /// Example: mcpwatch demo-server --http 127.0.0.1:8800   (then http://127.0.0.1:8800/mcp)
@@ -75,6 +83,19 @@ struct CallArgs {
     json: bool,
     #[command(flatten)]
     config: ConfigArg,
+}
+
+#[derive(Debug, Args)]
+struct AgentArgs {
+    /// The agent's API address.
+    #[arg(long, default_value = "http://127.0.0.1:8700")]
+    agent: String,
+    /// Bearer token (also MCPWATCH_TOKEN).
+    #[arg(long, env = "MCPWATCH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print the agent's JSON answer instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -144,7 +165,7 @@ async fn run(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<
     let config_arg = match &command {
         Command::Serve(args) | Command::CheckConfig(args) => Some(args),
         Command::Call(args) => Some(&args.config),
-        Command::DemoServer(_) => None,
+        Command::DemoServer(_) | Command::Servers(_) | Command::Sessions(_) => None,
     };
     let config = match config_arg.map(load_config) {
         Some(Ok(config)) => Some(config),
@@ -164,6 +185,8 @@ async fn run(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<
         (Command::CheckConfig(_), Some(config)) => Ok(check_config(&config)),
         (Command::Call(args), Some(config)) => call(args, config).await,
         (Command::DemoServer(args), _) => demo_server(args).await,
+        (Command::Servers(args), _) => ask_agent(&args, "servers").await,
+        (Command::Sessions(args), _) => ask_agent(&args, "sessions").await,
         (_, None) => Ok(ExitCode::from(EXIT_USAGE)),
     }
 }
@@ -333,6 +356,116 @@ async fn demo_server(args: DemoServerArgs) -> anyhow::Result<ExitCode> {
     })
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `mcpwatch servers` / `mcpwatch sessions`: GET the list from a running agent, print a table.
+async fn ask_agent(args: &AgentArgs, what: &str) -> anyhow::Result<ExitCode> {
+    let url = format!("{}/v1/{what}", args.agent.trim_end_matches('/'));
+    let mut request = reqwest::Client::new()
+        .get(&url)
+        .timeout(Duration::from_secs(10));
+    if let Some(token) = &args.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the agent at {url}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .with_context(|| format!("{url} did not answer JSON"))?;
+    if !status.is_success() {
+        let message = body["error"]["message"].as_str().unwrap_or("unknown error");
+        anyhow::bail!("the agent answered {status}: {message}");
+    }
+    if args.json {
+        print_out(&serde_json::to_string_pretty(&body)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let columns: &[&str] = match what {
+        "servers" => &[
+            "name",
+            "transport",
+            "state",
+            "breaker",
+            "sessions",
+            "protocol_version",
+        ],
+        _ => &[
+            "server",
+            "scope",
+            "transport",
+            "age_ms",
+            "idle_ms",
+            "calls",
+            "in_flight",
+            "owned",
+            "mcp_session_id",
+        ],
+    };
+    let rows: Vec<Vec<String>> = body[what]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| {
+                    columns
+                        .iter()
+                        .map(|c| match &item[*c] {
+                            serde_json::Value::String(s) => s.clone(),
+                            serde_json::Value::Null => "-".to_owned(),
+                            other => other.to_string(),
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    print_out(&table(columns, &rows));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn table(columns: &[&str], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = vec![line(
+        columns
+            .iter()
+            .map(|c| c.to_uppercase())
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect(),
+    )];
+    out.extend(
+        rows.iter()
+            .map(|r| line(r.iter().map(String::as_str).collect())),
+    );
+    if rows.is_empty() {
+        out.push("(none)".to_owned());
+    }
+    out.join("\n")
 }
 
 /// The one place the CLI writes to stdout.

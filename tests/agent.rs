@@ -503,3 +503,117 @@ async fn max_in_flight_queues_then_refuses() {
         .await;
     assert_eq!(status, 200, "slots are free again");
 }
+
+#[tokio::test]
+async fn the_python_example_runs_against_a_live_agent() {
+    let agent = Agent::start(&demo_config(), &[]).await;
+    let script = root().join("examples/python/langgraph_tool.py");
+    let output = tokio::process::Command::new("python3")
+        .arg(&script)
+        .env("MCPWATCH_AGENT", &agent.api)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
+}
+
+/// The README's quickstart: `serve` with no config file, its curl, then the gauge.
+#[tokio::test]
+async fn the_readme_quickstart_works_without_a_config_file() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(readme.contains("cargo run --release -- serve"));
+    let body = readme
+        .lines()
+        .skip_while(|l| !l.contains("curl -s http://127.0.0.1:8700/v1/tools/call"))
+        .nth(1)
+        .and_then(|l| l.trim().strip_prefix("-d '"))
+        .and_then(|l| l.strip_suffix('\''))
+        .expect("the README's curl example");
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    let mut child = std::process::Command::new(mcpwatch_bin())
+        .arg("serve")
+        .env("MCPWATCH_AGENT__LISTEN", "127.0.0.1:0")
+        .env("MCPWATCH_AGENT__ADMIN_LISTEN", "127.0.0.1:0")
+        .env_remove("MCPWATCH_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let first = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .next()
+            .unwrap()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let mut urls = first
+        .split_whitespace()
+        .filter(|w| w.starts_with("http://"));
+    let (api, admin) = (
+        urls.next().unwrap().to_owned(),
+        urls.next().unwrap().to_owned(),
+    );
+    let http = reqwest::Client::new();
+    let answer: serde_json::Value = http
+        .post(format!("{api}/v1/tools/call"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer_text(&answer), "hello", "{answer}");
+    let metrics = http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "mcp_client_sessions_active{mcp_server=\"demo\",network_transport=\"inproc\"} 1"
+        ),
+        "{metrics}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn servers_and_sessions_commands_print_tables() {
+    let agent = Agent::start(&demo_config(), &[]).await;
+    counter(&agent, "demo", "table-scope").await;
+    let output = tokio::process::Command::new(mcpwatch_bin())
+        .args(["sessions", "--agent", &agent.api])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    assert!(
+        text.starts_with("SERVER") && text.contains("table-scope"),
+        "{text}"
+    );
+    let output = tokio::process::Command::new(mcpwatch_bin())
+        .args(["servers", "--agent", &agent.api])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("child") && text.contains("stdio") && text.contains("ready"),
+        "{text}"
+    );
+}

@@ -549,14 +549,21 @@ impl Pool {
             sessions_closed: sessions.len(),
             ..Drained::default()
         };
-        match tokio::time::timeout(deadline, closes).await {
+        let finished = match tokio::time::timeout(deadline, closes).await {
             Ok(outcomes) => {
-                drained.forced_kills = outcomes.iter().filter(|o| o.forced_kill).count()
+                drained.forced_kills = outcomes.iter().filter(|o| o.forced_kill).count();
+                true
             }
-            Err(_) => drained.timed_out = true,
-        }
+            Err(_) => {
+                drained.timed_out = true;
+                false
+            }
+        };
+        // Whatever happened, no process group outlives shutdown. A finished close
+        // already killed (and counted) its group, and its leader may not be reaped
+        // yet, so only kills after unfinished closes count here.
         for session in &sessions {
-            if session.kill_now() {
+            if session.kill_now() && !finished {
                 drained.forced_kills += 1;
             }
         }
