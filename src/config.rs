@@ -34,7 +34,7 @@ mod defaults;
 mod secret;
 mod validate;
 
-pub use secret::Secret;
+pub use secret::{REDACTED, Secret};
 
 /// The name of the built-in demo server present when no config file is given.
 pub const DEMO_SERVER: &str = "demo";

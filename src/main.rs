@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use mcpwatch::config::{Config, ConfigSource, LogFormat};
+use mcpwatch::telemetry::{Telemetry, TelemetryGuard};
 use mcpwatch::{CallOptions, Runtime};
+use std::sync::Arc;
 
 /// Exit status for an invalid configuration or command line (EX_USAGE).
 const EXIT_USAGE: u8 = 64;
@@ -172,18 +174,21 @@ async fn run(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<
         Some(Err(code)) => return Ok(code),
         None => None,
     };
-    let (format, level) = match &config {
-        Some(config) => (
-            log_format.unwrap_or(config.log.format),
-            config.log.level.as_str(),
-        ),
-        None => (log_format.unwrap_or(LogFormat::Text), "info"),
-    };
-    init_logging(format, level);
+    // serve and call install full telemetry (logs, OTLP, Sentry); the rest only log.
+    if !matches!(command, Command::Serve(_) | Command::Call(_)) {
+        let (format, level) = match &config {
+            Some(config) => (
+                log_format.unwrap_or(config.log.format),
+                config.log.level.as_str(),
+            ),
+            None => (log_format.unwrap_or(LogFormat::Text), "info"),
+        };
+        init_logging(format, level);
+    }
     match (command, config) {
-        (Command::Serve(_), Some(config)) => serve(config).await,
+        (Command::Serve(_), Some(config)) => serve(config, log_format).await,
         (Command::CheckConfig(_), Some(config)) => Ok(check_config(&config)),
-        (Command::Call(args), Some(config)) => call(args, config).await,
+        (Command::Call(args), Some(config)) => call(args, config, log_format).await,
         (Command::DemoServer(args), _) => demo_server(args).await,
         (Command::Servers(args), _) => ask_agent(&args, "servers").await,
         (Command::Sessions(args), _) => ask_agent(&args, "sessions").await,
@@ -238,7 +243,11 @@ fn strip_nulls(value: serde_json::Value) -> serde_json::Value {
     }
 }
 
-async fn call(args: CallArgs, config: Config) -> anyhow::Result<ExitCode> {
+async fn call(
+    args: CallArgs,
+    config: Config,
+    log_format: Option<LogFormat>,
+) -> anyhow::Result<ExitCode> {
     let mut arguments = match &args.args {
         Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
             Ok(serde_json::Value::Object(map)) => map,
@@ -255,7 +264,7 @@ async fn call(args: CallArgs, config: Config) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
         arguments.insert(key.to_owned(), value);
     }
-    let runtime = Runtime::start(config).await?;
+    let (runtime, guard) = start_with_telemetry(config, log_format).await?;
     let options = CallOptions {
         scope: args.scope.clone(),
         timeout: args.timeout,
@@ -269,6 +278,7 @@ async fn call(args: CallArgs, config: Config) -> anyhow::Result<ExitCode> {
         )
         .await;
     runtime.shutdown(Duration::from_secs(5)).await;
+    flush_telemetry(guard).await;
     let call = outcome?;
     if args.json {
         print_out(&serde_json::to_string_pretty(&call.result)?);
@@ -290,13 +300,29 @@ async fn call(args: CallArgs, config: Config) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+/// Installs logging, OTLP and Sentry per the config, then starts the runtime reporting through them.
+async fn start_with_telemetry(
+    config: Config,
+    log_format: Option<LogFormat>,
+) -> anyhow::Result<(Runtime, TelemetryGuard)> {
+    let telemetry = Arc::new(Telemetry::from_config(&config.telemetry)?);
+    let guard = mcpwatch::telemetry::install(&config, &telemetry, log_format)?;
+    let runtime = Runtime::start_with(config, telemetry).await?;
+    Ok((runtime, guard))
+}
+
+/// Exports what is buffered (spans, Sentry events) before exit.
+async fn flush_telemetry(guard: TelemetryGuard) {
+    let _ = tokio::task::spawn_blocking(move || guard.shutdown(Duration::from_secs(5))).await;
+}
+
+async fn serve(config: Config, log_format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
     for warning in config.warnings() {
         tracing::warn!(key = %warning.path, "{}", warning.message);
     }
     let agent_config = config.agent.clone();
     let first_server = config.servers.keys().next().cloned().unwrap_or_default();
-    let runtime = Runtime::start(config).await?;
+    let (runtime, guard) = start_with_telemetry(config, log_format).await?;
     let shutdown = async {
         let mut terminate =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -328,6 +354,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     if !report.drained {
         tracing::warn!("some calls were still running when the drain timeout passed");
     }
+    flush_telemetry(guard).await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -180,8 +180,18 @@ impl Runtime {
     /// Validates `config`, starts the background sweeper and opens the `default`
     /// session of every `warm` server (in the background; see [`Runtime::is_ready`]).
     pub async fn start(config: Config) -> std::result::Result<Runtime, StartError> {
+        let telemetry = Arc::new(Telemetry::from_config(&config.telemetry)?);
+        Runtime::start_with(config, telemetry).await
+    }
+
+    /// Like [`Runtime::start`], reporting through `telemetry` (the binary creates it
+    /// first, so that [`crate::telemetry::install`] can register its export counters
+    /// in the same registry).
+    pub async fn start_with(
+        config: Config,
+        telemetry: Arc<Telemetry>,
+    ) -> std::result::Result<Runtime, StartError> {
         config.validate()?;
-        let telemetry = Arc::new(Telemetry::new()?);
         let tracker = TaskTracker::new();
         let connector = Connector {
             http: transport::http::shared_client()?,
@@ -395,7 +405,11 @@ impl Runtime {
             if let breaker::Admission::Reject(retry_in) = admission {
                 return Err(Error::BreakerOpen { server, retry_in });
             }
-            match pool.open_session(&entry, Arc::from("owned"), true).await {
+            let span = crate::telemetry::spans::initialize(entry.span_target("owned"));
+            match pool
+                .open_session(&entry, Arc::from("owned"), true, span)
+                .await
+            {
                 Ok(session) => {
                     entry.breaker_changed(entry.breaker.on_success());
                     Ok(OwnedSession::new(session, pool, location))

@@ -316,8 +316,8 @@ async fn leaked_owned_session_is_reported_with_its_location_and_closed() {
     let runtime = Runtime::start(config([("demo", demo_stdio())]))
         .await
         .unwrap();
+    let line = line!() + 1;
     let session = runtime.open("demo").await.unwrap();
-    let line = line!();
     session
         .call_tool("echo", Some(json!({"message": "hi"})), None)
         .await

@@ -29,6 +29,8 @@ use super::server::ServerEntry;
 use super::session::{CloseReason, Session};
 use super::transport::sse::SseError;
 use crate::telemetry::events::{RequestFinished, Retried, SessionRecovered};
+use crate::telemetry::{semconv, spans};
+use tracing::Instrument;
 
 /// Extra time past the deadline before the outer guard gives up on rmcp itself.
 const DEADLINE_SAFETY_MARGIN: Duration = Duration::from_millis(100);
@@ -184,9 +186,10 @@ async fn healthy(pool: &Arc<Pool>, session: &Arc<Session>) -> bool {
         .is_ok()
 }
 
-/// Sends one request on `session` under `deadline`, records it, and applies its
-/// consequences to the session (a dead transport retires it, an expired session
-/// retires it, a timeout makes it suspect).
+/// Sends one request on `session` under `deadline`, inside its CLIENT span,
+/// records it (metrics, span, Sentry), and applies its consequences to the
+/// session (a dead transport retires it, an expired session retires it, a
+/// timeout makes it suspect).
 pub(crate) async fn send(
     pool: &Arc<Pool>,
     session: &Arc<Session>,
@@ -196,15 +199,38 @@ pub(crate) async fn send(
     deadline: Duration,
 ) -> Result<ServerResult, Error> {
     let started = Instant::now();
+    let telemetry = &session.server.telemetry;
+    let session_id = session.mcp_session_id();
+    let span = spans::request(
+        session.span_target(),
+        method,
+        tool,
+        &session.protocol_version,
+        session_id.as_deref(),
+    );
+    let wants_payload = telemetry.capture_payloads || telemetry.sentry.send_default_pii();
+    let arguments = match &request {
+        ClientRequest::CallToolRequest(call) if wants_payload => call.params.arguments.clone(),
+        _ => None,
+    };
+    if telemetry.capture_payloads
+        && let Some(arguments) = &arguments
+    {
+        span.record(
+            semconv::ATTR_TOOL_ARGUMENTS,
+            serde_json::Value::Object(arguments.clone()).to_string(),
+        );
+    }
     let guard = session.begin_request();
-    let mut outcome = request_once(
+    let exchange = request_once(
         &session.peer,
         &session.server.name,
         request,
         method,
         deadline,
-    )
-    .await;
+        &span,
+    );
+    let (mut outcome, request_id) = exchange.instrument(span.clone()).await;
     drop(guard);
     if let Err(error) = &outcome {
         match error.kind() {
@@ -238,21 +264,57 @@ pub(crate) async fn send(
             _ => {}
         }
     }
-    let error_type = match &outcome {
+    let (error_type, error_message, rpc_code) = match &outcome {
         Ok(ServerResult::CallToolResult(result)) if result.is_error == Some(true) => {
-            Some(ErrorKind::ToolError)
+            let text = result
+                .content
+                .iter()
+                .filter_map(|c| c.as_text())
+                .map(|t| t.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            (Some(ErrorKind::ToolError), Some(text), None)
         }
-        Ok(_) => None,
-        Err(error) => Some(error.kind()),
+        Ok(_) => (None, None, None),
+        Err(error) => (
+            Some(error.kind()),
+            Some(error.to_string()),
+            error.rpc_code(),
+        ),
     };
+    if let Some(kind) = error_type {
+        spans::record_error(
+            &span,
+            kind.as_str(),
+            error_message.as_deref().unwrap_or_default(),
+            rpc_code,
+        );
+    }
+    let result_value = match &outcome {
+        Ok(ServerResult::CallToolResult(result)) if wants_payload => {
+            serde_json::to_value(result).ok()
+        }
+        _ => None,
+    };
+    if telemetry.capture_payloads
+        && let Some(result) = &result_value
+    {
+        span.record(semconv::ATTR_TOOL_RESULT, result.to_string());
+    }
     RequestFinished {
-        server: &session.server.name,
+        session: session.facts(),
         method,
         tool,
         error_type,
+        error_message: error_message.as_deref(),
+        rpc_code,
+        request_id: request_id.as_deref(),
+        span: &span,
+        arguments: arguments.as_ref(),
+        result: result_value.as_ref(),
         duration: started.elapsed(),
     }
-    .emit(&session.server.telemetry);
+    .emit(telemetry);
     outcome
 }
 
@@ -262,17 +324,26 @@ async fn request_once(
     request: ClientRequest,
     method: &str,
     deadline: Duration,
-) -> Result<ServerResult, Error> {
+    span: &tracing::Span,
+) -> (Result<ServerResult, Error>, Option<String>) {
     let timeout = || Error::Timeout {
         server: server.to_owned(),
         method: method.to_owned(),
         after: deadline,
     };
+    let mut request_id = None;
     let exchange = async {
+        let mut options = PeerRequestOptions::with_timeout(deadline);
+        if let Some(meta) = spans::trace_meta(span) {
+            options = options.with_meta(meta);
+        }
         let handle = peer
-            .send_request_with_option(request, PeerRequestOptions::with_timeout(deadline))
+            .send_request_with_option(request, options)
             .await
             .map_err(|e| classify_service_error(server, method, deadline, e))?;
+        let id = handle.id.to_string();
+        span.record(semconv::ATTR_REQUEST_ID, id.as_str());
+        request_id = Some(id);
         let guard = AbandonGuard {
             peer: peer.clone(),
             id: Some(handle.id.clone()),
@@ -281,10 +352,11 @@ async fn request_once(
         guard.disarm();
         result.map_err(|e| classify_service_error(server, method, deadline, e))
     };
-    match tokio::time::timeout(deadline + DEADLINE_SAFETY_MARGIN, exchange).await {
+    let outcome = match tokio::time::timeout(deadline + DEADLINE_SAFETY_MARGIN, exchange).await {
         Ok(result) => result,
         Err(_) => Err(timeout()),
-    }
+    };
+    (outcome, request_id)
 }
 
 /// Sends `notifications/cancelled` when a request is abandoned: its future

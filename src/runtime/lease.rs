@@ -147,10 +147,8 @@ impl Drop for OwnedSession {
             return;
         }
         SessionUnclosed {
-            server: &self.session.server.name,
+            session: self.session.facts(),
             location: self.opened_at,
-            age: self.session.age(),
-            calls: self.session.calls(),
         }
         .emit(&self.session.server.telemetry);
         if tokio::runtime::Handle::try_current().is_ok() {

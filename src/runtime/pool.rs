@@ -24,6 +24,8 @@ use super::session::{CloseOutcome, CloseReason, Session};
 use super::transport::Connector;
 use crate::telemetry::Telemetry;
 use crate::telemetry::events::{OpenFailed, SessionOpened};
+use crate::telemetry::spans;
+use tracing::Instrument;
 
 /// How long a close may take before the stdio process group is killed.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -191,7 +193,9 @@ impl Pool {
                 freed: self.slot_freed.clone(),
             };
             if created {
-                self.spawn_open(entry.clone(), Arc::from(scope), slot.clone());
+                // Created here, in the caller's context, so the caller's span is its parent.
+                let span = spans::initialize(entry.span_target(scope));
+                self.spawn_open(entry.clone(), Arc::from(scope), slot.clone(), span);
             }
             return Ok((self.await_slot(&slot).await?, pin));
         }
@@ -238,11 +242,17 @@ impl Pool {
 
     /// Opens a pooled session in its own task, so that a caller giving up (its
     /// deadline, its HTTP client hanging up) never leaves a half-open session.
-    fn spawn_open(self: &Arc<Self>, entry: Arc<ServerEntry>, scope: Arc<str>, slot: Arc<Slot>) {
+    fn spawn_open(
+        self: &Arc<Self>,
+        entry: Arc<ServerEntry>,
+        scope: Arc<str>,
+        slot: Arc<Slot>,
+        span: tracing::Span,
+    ) {
         let pool = self.clone();
         self.tracker.spawn(async move {
             let result = tokio::select! {
-                result = pool.open_session(&entry, scope.clone(), false) => result,
+                result = pool.open_session(&entry, scope.clone(), false, span) => result,
                 () = pool.shutdown.cancelled() => Err(Error::ShuttingDown),
             };
             match result {
@@ -276,9 +286,15 @@ impl Pool {
         entry: &Arc<ServerEntry>,
         scope: Arc<str>,
         owned: bool,
+        span: tracing::Span,
     ) -> Result<Arc<Session>, Error> {
         let started = Instant::now();
-        match self.connector.connect(&entry.name, &entry.spec).await {
+        let connected = self
+            .connector
+            .connect(&entry.name, &entry.spec)
+            .instrument(span.clone())
+            .await;
+        match connected {
             Ok(connection) => {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 let session = Arc::new(Session::new(id, entry.clone(), scope, owned, connection));
@@ -287,6 +303,8 @@ impl Pool {
                     network_transport: entry.kind.network_transport(),
                     scope: &session.scope,
                     protocol_version: &session.protocol_version,
+                    session_id: session.mcp_session_id().as_deref(),
+                    span: &span,
                     duration: started.elapsed(),
                 }
                 .emit(&self.telemetry);
@@ -301,10 +319,12 @@ impl Pool {
             Err(error) => {
                 OpenFailed {
                     server: &entry.name,
+                    transport: entry.kind.as_str(),
                     network_transport: entry.kind.network_transport(),
                     scope: &scope,
                     error_type: error.kind(),
                     message: &error.to_string(),
+                    span: &span,
                     duration: started.elapsed(),
                 }
                 .emit(&self.telemetry);

@@ -10,6 +10,7 @@ use crate::config::{PoolConfig, ServerConfig, TransportKind};
 use crate::telemetry::Telemetry;
 use crate::telemetry::events::BreakerChanged;
 use crate::telemetry::metrics::ServerMetrics;
+use crate::telemetry::spans::SpanTarget;
 
 /// One configured server.
 pub(crate) struct ServerEntry {
@@ -19,6 +20,8 @@ pub(crate) struct ServerEntry {
     pub(crate) idle_ttl: Duration,
     pub(crate) max_sessions: usize,
     pub(crate) idempotent_tools: HashSet<String>,
+    /// `server.address` / `server.port` of http and sse servers.
+    pub(crate) address: Option<(String, u16)>,
     pub(crate) breaker: Breaker,
     pub(crate) metrics: ServerMetrics,
     pub(crate) telemetry: Arc<Telemetry>,
@@ -56,6 +59,11 @@ impl ServerEntry {
             idle_ttl: spec.idle_ttl.unwrap_or(pool.idle_ttl),
             max_sessions,
             idempotent_tools: spec.idempotent_tools.iter().cloned().collect(),
+            address: spec
+                .url
+                .as_deref()
+                .and_then(|u| url::Url::parse(u).ok())
+                .and_then(|url| Some((url.host_str()?.to_owned(), url.port_or_known_default()?))),
             breaker: Breaker::new(spec.breaker.clone()),
             metrics,
             telemetry,
@@ -78,6 +86,19 @@ impl ServerEntry {
                 state_name: state.as_str(),
             }
             .emit(&self.telemetry);
+        }
+    }
+
+    /// What every span of this server in `scope` carries.
+    pub(crate) fn span_target<'a>(&'a self, scope: &'a str) -> SpanTarget<'a> {
+        SpanTarget {
+            server: &self.name,
+            scope,
+            network_transport: self.kind.network_transport(),
+            address: self
+                .address
+                .as_ref()
+                .map(|(host, port)| (host.as_str(), *port)),
         }
     }
 

@@ -16,7 +16,10 @@ use super::server::ServerEntry;
 use super::transport::http::SessionIdCell;
 use super::transport::stdio::ChildProcess;
 use super::transport::{Connection, McpService};
-use crate::telemetry::events::SessionClosed;
+use crate::telemetry::events::{SessionClosed, SessionFacts};
+use crate::telemetry::sentry::RecentCalls;
+use crate::telemetry::spans::{self, SpanTarget};
+use tracing::Instrument;
 
 /// Why a session closed: the bounded `reason` label (DESIGN §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -128,6 +131,8 @@ pub(crate) struct Session {
     /// A request timed out: check the session with a ping before its next use.
     suspect: AtomicBool,
     closed: OnceCell<CloseOutcome>,
+    /// Recent calls, for Sentry breadcrumbs.
+    recent: RecentCalls,
 }
 
 impl std::fmt::Debug for Session {
@@ -166,6 +171,31 @@ impl Session {
             in_flight: AtomicUsize::new(0),
             suspect: AtomicBool::new(false),
             closed: OnceCell::new(),
+            recent: RecentCalls::default(),
+        }
+    }
+
+    /// The server's `Mcp-Session-Id`, when it issued one.
+    pub(crate) fn mcp_session_id(&self) -> Option<String> {
+        self.session_id.as_ref().and_then(SessionIdCell::get)
+    }
+
+    /// What every span of this session carries.
+    pub(crate) fn span_target(&self) -> SpanTarget<'_> {
+        self.server.span_target(&self.scope)
+    }
+
+    /// What every event of this session says about it.
+    pub(crate) fn facts(&self) -> SessionFacts<'_> {
+        SessionFacts {
+            server: &self.server.name,
+            transport: self.server.kind.as_str(),
+            network_transport: self.server.kind.network_transport(),
+            scope: &self.scope,
+            protocol_version: &self.protocol_version,
+            age: self.age(),
+            calls: self.calls(),
+            recent: &self.recent,
         }
     }
 
@@ -273,6 +303,23 @@ impl Session {
         error: Option<ErrorKind>,
         grace: Duration,
     ) -> CloseOutcome {
+        let span = spans::close(
+            self.span_target(),
+            reason.as_str(),
+            self.mcp_session_id().as_deref(),
+        );
+        self.close_steps(reason, error, grace, &span)
+            .instrument(span.clone())
+            .await
+    }
+
+    async fn close_steps(
+        &self,
+        reason: CloseReason,
+        error: Option<ErrorKind>,
+        grace: Duration,
+        span: &tracing::Span,
+    ) -> CloseOutcome {
         let started = Instant::now();
         let service = self.service.lock().ok().and_then(|mut s| s.take());
         if let Some(service) = service
@@ -296,6 +343,7 @@ impl Session {
             error_type: error,
             age: self.age(),
             forced_kill,
+            span,
         }
         .emit(&self.server.telemetry);
         CloseOutcome { forced_kill }

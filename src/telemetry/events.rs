@@ -1,12 +1,46 @@
 //! Every lifecycle event of a session, as a struct whose `emit()` updates the
-//! metrics and the log together, so the two can never drift. (Spans and Sentry
-//! reports hang off the same `emit()`s.)
+//! metrics, the current span and Sentry together, so the three can never drift.
 
+use std::collections::BTreeMap;
 use std::panic::Location;
 use std::time::Duration;
 
+use sentry::protocol::Level;
+use serde_json::{Value, json};
+
 use super::Telemetry;
+use super::operation_attributes;
+use super::semconv::sentry_tags as tags;
+use super::sentry::RecentCalls;
+use super::sentry::{Report, call_breadcrumb};
+use super::spans;
 use crate::runtime::{CloseReason, ErrorKind};
+
+/// What every event of one session says about it.
+#[derive(Clone, Copy)]
+pub(crate) struct SessionFacts<'a> {
+    pub server: &'a str,
+    /// `stdio`, `http`, `sse`, `builtin`.
+    pub transport: &'static str,
+    pub network_transport: &'static str,
+    pub scope: &'a str,
+    pub protocol_version: &'a str,
+    pub age: Duration,
+    pub calls: u64,
+    pub recent: &'a RecentCalls,
+}
+
+impl SessionFacts<'_> {
+    fn tags(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (tags::SERVER, self.server.to_owned()),
+            (tags::TRANSPORT, self.transport.to_owned()),
+            (tags::NETWORK_TRANSPORT, self.network_transport.to_owned()),
+            (tags::PROTOCOL_VERSION, self.protocol_version.to_owned()),
+            (tags::SCOPE, self.scope.to_owned()),
+        ]
+    }
+}
 
 /// A session finished `initialize`.
 pub(crate) struct SessionOpened<'a> {
@@ -14,6 +48,8 @@ pub(crate) struct SessionOpened<'a> {
     pub network_transport: &'static str,
     pub scope: &'a str,
     pub protocol_version: &'a str,
+    pub session_id: Option<&'a str>,
+    pub span: &'a tracing::Span,
     pub duration: Duration,
 }
 
@@ -29,6 +65,16 @@ impl SessionOpened<'_> {
         m.operation_duration
             .with_label_values(&[self.server, "initialize", "", ""])
             .observe(self.duration.as_secs_f64());
+        if let Some(otlp) = telemetry.otlp() {
+            let attributes = operation_attributes("initialize", None, None, self.network_transport);
+            otlp.operation
+                .record(self.duration.as_secs_f64(), &attributes);
+        }
+        self.span
+            .record("mcp.protocol.version", self.protocol_version);
+        if let Some(id) = self.session_id {
+            self.span.record("mcp.session.id", id);
+        }
         tracing::debug!(
             mcp.server.name = self.server,
             mcp.scope = self.scope,
@@ -42,62 +88,185 @@ impl SessionOpened<'_> {
 /// A session could not be opened.
 pub(crate) struct OpenFailed<'a> {
     pub server: &'a str,
+    pub transport: &'static str,
     pub network_transport: &'static str,
     pub scope: &'a str,
     pub error_type: ErrorKind,
     pub message: &'a str,
+    pub span: &'a tracing::Span,
     pub duration: Duration,
 }
 
 impl OpenFailed<'_> {
     pub(crate) fn emit(&self, telemetry: &Telemetry) {
         let m = &telemetry.metrics;
+        let error = self.error_type.as_str();
         m.sessions_opened
             .with_label_values(&[self.server, self.network_transport, "error"])
             .inc();
         m.operation_duration
-            .with_label_values(&[self.server, "initialize", "", self.error_type.as_str()])
+            .with_label_values(&[self.server, "initialize", "", error])
             .observe(self.duration.as_secs_f64());
-        tracing::warn!(
-            mcp.server.name = self.server,
-            mcp.scope = self.scope,
-            error.type = self.error_type.as_str(),
-            error = self.message,
-            "session open failed"
-        );
+        if let Some(otlp) = telemetry.otlp() {
+            let attributes =
+                operation_attributes("initialize", None, Some(error), self.network_transport);
+            otlp.operation
+                .record(self.duration.as_secs_f64(), &attributes);
+        }
+        spans::record_error(self.span, error, self.message, None);
+        tracing::warn!(mcp.server.name = self.server, mcp.scope = self.scope, error.type = error, error = self.message, "session open failed");
+        if telemetry.sentry.enabled() {
+            let mut tags = vec![
+                (tags::SERVER, self.server.to_owned()),
+                (tags::TRANSPORT, self.transport.to_owned()),
+                (tags::NETWORK_TRANSPORT, self.network_transport.to_owned()),
+                (tags::METHOD, "initialize".to_owned()),
+                (tags::ERROR_TYPE, error.to_owned()),
+                (tags::SCOPE, self.scope.to_owned()),
+            ];
+            tags.extend(spans::trace_id(self.span).map(|id| (tags::TRACE_ID, id)));
+            telemetry.sentry.report(Report {
+                level: Level::Error,
+                message: format!(
+                    "MCP session to {} could not be opened: {}",
+                    self.server, self.message
+                ),
+                fingerprint: vec![
+                    "mcp-open-failed".to_owned(),
+                    self.server.to_owned(),
+                    error.to_owned(),
+                ],
+                tags,
+                mcp: BTreeMap::from([(
+                    "duration_ms".to_owned(),
+                    json!(self.duration.as_millis() as u64),
+                )]),
+                breadcrumbs: Vec::new(),
+            });
+        }
     }
 }
 
 /// One request finished (successfully or not).
 pub(crate) struct RequestFinished<'a> {
-    pub server: &'a str,
+    pub session: SessionFacts<'a>,
     pub method: &'a str,
     pub tool: Option<&'a str>,
     /// `None` on success; `Some(ToolError)` for an `isError` result.
     pub error_type: Option<ErrorKind>,
+    pub error_message: Option<&'a str>,
+    pub rpc_code: Option<i32>,
+    pub request_id: Option<&'a str>,
+    pub span: &'a tracing::Span,
+    /// Tool arguments and result, present only when payloads may be recorded.
+    pub arguments: Option<&'a rmcp::model::JsonObject>,
+    pub result: Option<&'a Value>,
     pub duration: Duration,
 }
 
 impl RequestFinished<'_> {
     pub(crate) fn emit(&self, telemetry: &Telemetry) {
         let m = &telemetry.metrics;
-        let tool = self
-            .tool
-            .map(|t| m.tool_label(self.server, t))
-            .unwrap_or("");
-        let error = self.error_type.map(ErrorKind::as_str).unwrap_or("");
+        let server = self.session.server;
+        let tool = self.tool.map(|t| m.tool_label(server, t)).unwrap_or("");
+        let error = self.error_type.map(ErrorKind::as_str);
         m.operation_duration
-            .with_label_values(&[self.server, self.method, tool, error])
+            .with_label_values(&[server, self.method, tool, error.unwrap_or("")])
             .observe(self.duration.as_secs_f64());
+        if let Some(otlp) = telemetry.otlp() {
+            let attributes = operation_attributes(
+                self.method,
+                self.tool,
+                error,
+                self.session.network_transport,
+            );
+            otlp.operation
+                .record(self.duration.as_secs_f64(), &attributes);
+        }
         if let Some(kind) = self.error_type {
             tracing::debug!(
-                mcp.server.name = self.server,
+                mcp.server.name = server,
                 mcp.method.name = self.method,
                 gen_ai.tool.name = tool,
                 error.type = kind.as_str(),
                 "request failed"
             );
         }
+        if !telemetry.sentry.enabled() {
+            return;
+        }
+        let crumb = call_breadcrumb(self.method, self.tool, error, self.duration);
+        if let (Some(kind), Some(tool)) = (self.error_type, self.tool)
+            && self.method == "tools/call"
+            && is_reported_tool_failure(kind, self.rpc_code)
+        {
+            let mut tags = self.session.tags();
+            tags.push((tags::METHOD, self.method.to_owned()));
+            tags.push((tags::TOOL, tool.to_owned()));
+            tags.push((tags::ERROR_TYPE, kind.as_str().to_owned()));
+            tags.extend(spans::trace_id(self.span).map(|id| (tags::TRACE_ID, id)));
+            let mut mcp = BTreeMap::from([
+                (
+                    "session.age_ms".to_owned(),
+                    json!(self.session.age.as_millis() as u64),
+                ),
+                ("session.calls".to_owned(), json!(self.session.calls)),
+                (
+                    "duration_ms".to_owned(),
+                    json!(self.duration.as_secs_f64() * 1000.0),
+                ),
+            ]);
+            if let Some(id) = self.request_id {
+                mcp.insert("jsonrpc.request.id".to_owned(), json!(id));
+            }
+            if let Some(code) = self.rpc_code {
+                mcp.insert("rpc.response.status_code".to_owned(), json!(code));
+            }
+            if let Some(message) = self.error_message {
+                mcp.insert("error.message".to_owned(), json!(message));
+            }
+            if telemetry.sentry.send_default_pii() {
+                if let Some(arguments) = self.arguments {
+                    mcp.insert(
+                        "tool.arguments".to_owned(),
+                        Value::Object(arguments.clone()),
+                    );
+                }
+                if let Some(result) = self.result {
+                    mcp.insert("tool.result".to_owned(), result.clone());
+                }
+            }
+            let mut breadcrumbs = self.session.recent.snapshot();
+            breadcrumbs.push(crumb.clone());
+            telemetry.sentry.report(Report {
+                level: Level::Error,
+                message: format!("MCP tool {tool} on {server} failed: {}", kind.as_str()),
+                fingerprint: vec![
+                    "mcp-tool-error".to_owned(),
+                    server.to_owned(),
+                    tool.to_owned(),
+                    kind.as_str().to_owned(),
+                ],
+                tags,
+                mcp,
+                breadcrumbs,
+            });
+        }
+        self.session.recent.push(crumb);
+    }
+}
+
+/// Tool failures worth an error report; caller errors and local refusals are not.
+fn is_reported_tool_failure(kind: ErrorKind, rpc_code: Option<i32>) -> bool {
+    match kind {
+        ErrorKind::ProtocolError => rpc_code != Some(-32700),
+        ErrorKind::ToolError
+        | ErrorKind::Timeout
+        | ErrorKind::TransportClosed
+        | ErrorKind::SessionExpired
+        | ErrorKind::HttpStatus
+        | ErrorKind::ResponseTooLarge => true,
+        _ => false,
     }
 }
 
@@ -116,7 +285,8 @@ impl Retried<'_> {
             .retries
             .with_label_values(&[self.server, self.error_type.as_str()])
             .inc();
-        tracing::debug!(
+        // Inside the caller's span: an OpenTelemetry span event.
+        tracing::info!(
             mcp.server.name = self.server,
             error.type = self.error_type.as_str(),
             attempt = self.attempt,
@@ -146,6 +316,17 @@ impl SessionRecovered<'_> {
             error.type = self.error_type.as_str(),
             "server lost the session; its state is gone and a new session replaces it"
         );
+        if telemetry.sentry.enabled() {
+            sentry::Hub::main().add_breadcrumb(sentry::Breadcrumb {
+                category: Some("mcp.session".to_owned()),
+                level: Level::Warning,
+                message: Some(format!(
+                    "session to {} in scope {} lost by the server; state gone",
+                    self.server, self.scope
+                )),
+                ..Default::default()
+            });
+        }
     }
 }
 
@@ -190,11 +371,13 @@ pub(crate) struct SessionClosed<'a> {
     pub error_type: Option<ErrorKind>,
     pub age: Duration,
     pub forced_kill: bool,
+    pub span: &'a tracing::Span,
 }
 
 impl SessionClosed<'_> {
     pub(crate) fn emit(&self, telemetry: &Telemetry) {
         let m = &telemetry.metrics;
+        let error = self.error_type.map(ErrorKind::as_str);
         m.sessions_closed
             .with_label_values(&[self.server, self.network_transport, self.reason.as_str()])
             .inc();
@@ -202,12 +385,14 @@ impl SessionClosed<'_> {
             .with_label_values(&[self.server, self.network_transport])
             .dec();
         m.session_duration
-            .with_label_values(&[
-                self.server,
-                self.network_transport,
-                self.error_type.map(ErrorKind::as_str).unwrap_or(""),
-            ])
+            .with_label_values(&[self.server, self.network_transport, error.unwrap_or("")])
             .observe(self.age.as_secs_f64());
+        if let Some(otlp) = telemetry.otlp() {
+            let mut attributes = operation_attributes("", None, error, self.network_transport);
+            attributes.remove(0);
+            otlp.session.record(self.age.as_secs_f64(), &attributes);
+        }
+        self.span.record("forced_kill", self.forced_kill);
         tracing::debug!(
             mcp.server.name = self.server,
             mcp.scope = self.scope,
@@ -221,25 +406,45 @@ impl SessionClosed<'_> {
 
 /// An owned session was dropped without `close()`.
 pub(crate) struct SessionUnclosed<'a> {
-    pub server: &'a str,
+    pub session: SessionFacts<'a>,
     pub location: &'static Location<'static>,
-    pub age: Duration,
-    pub calls: u64,
 }
 
 impl SessionUnclosed<'_> {
     pub(crate) fn emit(&self, telemetry: &Telemetry) {
+        let server = self.session.server;
         telemetry
             .metrics
             .sessions_unclosed
-            .with_label_values(&[self.server])
+            .with_label_values(&[server])
             .inc();
         tracing::warn!(
-            mcp.server.name = self.server,
+            mcp.server.name = server,
             opened_at = %self.location,
-            age_ms = self.age.as_millis() as u64,
-            calls = self.calls,
+            age_ms = self.session.age.as_millis() as u64,
+            calls = self.session.calls,
             "unclosed MCP session: dropped without close(); closing it now"
         );
+        if telemetry.sentry.enabled() {
+            telemetry.sentry.report(Report {
+                level: Level::Warning,
+                message: format!(
+                    "Unclosed MCP session to {server}, opened at {}",
+                    self.location
+                ),
+                fingerprint: vec!["mcp-unclosed-session".to_owned(), server.to_owned()],
+                tags: self.session.tags(),
+                mcp: BTreeMap::from([
+                    ("opened_at.file".to_owned(), json!(self.location.file())),
+                    ("opened_at.line".to_owned(), json!(self.location.line())),
+                    (
+                        "session.age_ms".to_owned(),
+                        json!(self.session.age.as_millis() as u64),
+                    ),
+                    ("session.calls".to_owned(), json!(self.session.calls)),
+                ]),
+                breadcrumbs: self.session.recent.snapshot(),
+            });
+        }
     }
 }

@@ -37,6 +37,10 @@ pub struct Metrics {
     pub(crate) session_recoveries: IntCounterVec,
     pub(crate) circuit_state: IntGaugeVec,
     pub(crate) pool_capacity: IntGaugeVec,
+    /// Telemetry items dropped (full queue, rate limit), by `signal`.
+    pub telemetry_dropped: IntCounterVec,
+    /// Failed telemetry exports, by `signal`.
+    pub telemetry_export_errors: IntCounterVec,
     tool_labels: Mutex<HashMap<String, HashSet<String>>>,
 }
 
@@ -143,6 +147,16 @@ impl Metrics {
                 names::POOL_CAPACITY,
                 "The server's max_sessions.",
                 &[server],
+            )?,
+            telemetry_dropped: counter(
+                names::TELEMETRY_DROPPED,
+                "Telemetry items dropped instead of buffered without limit (spans: export queue full; sentry: queue full or rate limited).",
+                &["signal"],
+            )?,
+            telemetry_export_errors: counter(
+                names::TELEMETRY_EXPORT_ERRORS,
+                "Failed telemetry exports (OTLP requests, Sentry envelopes).",
+                &["signal"],
             )?,
             tool_labels: Mutex::new(HashMap::new()),
             registry,

@@ -27,6 +27,11 @@ pub const POOL_CAPACITY: &str = "mcp_client_pool_capacity";
 /// Always 1, labelled with the build.
 pub const BUILD_INFO: &str = "mcpwatch_build_info";
 
+/// Telemetry items dropped, by signal.
+pub const TELEMETRY_DROPPED: &str = "mcpwatch_telemetry_dropped_total";
+/// Failed telemetry exports, by signal.
+pub const TELEMETRY_EXPORT_ERRORS: &str = "mcpwatch_telemetry_export_errors_total";
+
 /// Label: configured server name.
 pub const LABEL_SERVER: &str = "mcp_server";
 /// Label: `pipe`, `tcp` or `inproc`.
@@ -46,3 +51,62 @@ pub const LABEL_TOOL: &str = "gen_ai_tool_name";
 pub const TOOL_OVERFLOW: &str = "_OTHER";
 /// Distinct tool names per server before [`TOOL_OVERFLOW`].
 pub const TOOL_LABEL_CAP: usize = 100;
+
+// Span attributes (OpenTelemetry MCP semantic conventions, plus ours).
+
+/// `mcp.method.name`.
+pub const ATTR_METHOD: &str = "mcp.method.name";
+/// `gen_ai.tool.name`.
+pub const ATTR_TOOL: &str = "gen_ai.tool.name";
+/// `gen_ai.operation.name` (`execute_tool` for `tools/call`).
+pub const ATTR_OPERATION: &str = "gen_ai.operation.name";
+/// `mcp.protocol.version`.
+pub const ATTR_PROTOCOL_VERSION: &str = "mcp.protocol.version";
+/// `mcp.session.id` (only when the server issued one).
+pub const ATTR_SESSION_ID: &str = "mcp.session.id";
+/// `jsonrpc.request.id`.
+pub const ATTR_REQUEST_ID: &str = "jsonrpc.request.id";
+/// `network.transport`: `pipe`, `tcp` or `inproc`.
+pub const ATTR_NETWORK_TRANSPORT: &str = "network.transport";
+/// `server.address`.
+pub const ATTR_SERVER_ADDRESS: &str = "server.address";
+/// `server.port`.
+pub const ATTR_SERVER_PORT: &str = "server.port";
+/// `error.type`.
+pub const ATTR_ERROR_TYPE: &str = "error.type";
+/// `rpc.response.status_code` (the JSON-RPC error code).
+pub const ATTR_RPC_STATUS: &str = "rpc.response.status_code";
+/// Ours: the configured server name.
+pub const ATTR_SERVER_NAME: &str = "mcp.server.name";
+/// Ours: the scope.
+pub const ATTR_SCOPE: &str = "mcp.scope";
+/// Ours: the close reason on `mcp.session.close`.
+pub const ATTR_CLOSE_REASON: &str = "mcp.session.close.reason";
+/// Name of the internal span of a session close.
+pub const SPAN_SESSION_CLOSE: &str = "mcp.session.close";
+/// `gen_ai.tool.call.arguments` (only with `capture_payloads`).
+pub const ATTR_TOOL_ARGUMENTS: &str = "gen_ai.tool.call.arguments";
+/// `gen_ai.tool.call.result` (only with `capture_payloads`).
+pub const ATTR_TOOL_RESULT: &str = "gen_ai.tool.call.result";
+
+/// Sentry tag keys (DESIGN §5).
+pub mod sentry_tags {
+    /// Configured server name.
+    pub const SERVER: &str = "mcp.server.name";
+    /// `stdio`, `http`, `sse`, `builtin`.
+    pub const TRANSPORT: &str = "mcp.transport";
+    /// `pipe`, `tcp`, `inproc`.
+    pub const NETWORK_TRANSPORT: &str = "network.transport";
+    /// MCP method.
+    pub const METHOD: &str = "mcp.method.name";
+    /// Tool name.
+    pub const TOOL: &str = "mcp.tool.name";
+    /// Negotiated protocol version.
+    pub const PROTOCOL_VERSION: &str = "mcp.protocol.version";
+    /// Error kind.
+    pub const ERROR_TYPE: &str = "error.type";
+    /// Scope.
+    pub const SCOPE: &str = "mcp.scope";
+    /// OpenTelemetry trace id of the failing call.
+    pub const TRACE_ID: &str = "otel.trace_id";
+}
