@@ -15,8 +15,9 @@ EVERYTHING_VERSION="2026.8.31"
 MCP_PY_VERSION="2.3.0"
 
 # Debian packages the test suite needs. Add names here (e.g. "jq"); they are
-# installed with apt-get only when missing. Empty on purpose for now.
-APT_PACKAGES=()
+# installed with apt-get only when missing.
+# prometheus: promtool checks the /metrics exposition (and, later, alert rules).
+APT_PACKAGES=(prometheus)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEPS="$ROOT/.test-deps"

@@ -5,8 +5,9 @@
 //!
 //! Tools: `echo {message}`, `add {a, b}`, `sleep {ms}` (sends progress, honours
 //! cancellation), `fail {message?}` (an `isError` result), `counter` (1, 2, 3, ...
-//! per session), `crash` (stdio only: exits the process), and `stats` (this
-//! session's calls and the cancellations it saw, for tests).
+//! per session), `crash` (stdio only: exits the process), and for tests `stats`
+//! (this session's calls and the cancellations it saw) and `traceparent` (the
+//! trace context the request carried in `params._meta`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -170,6 +171,18 @@ impl DemoServer {
         CallToolResult::error(vec![Content::text("crash is only available over stdio")])
     }
 
+    #[tool(
+        description = "Returns the W3C traceparent this request carried in params._meta (empty when none)."
+    )]
+    fn traceparent(&self, context: RequestContext<RoleServer>) -> String {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        context
+            .meta
+            .get_traceparent()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     #[tool(description = "This session's tool calls and the cancellations it received, as JSON.")]
     fn stats(&self) -> String {
         serde_json::json!({
@@ -190,7 +203,7 @@ impl ServerHandler for DemoServer {
                 env!("CARGO_PKG_VERSION"),
             ))
             .with_instructions(
-                "The mcpwatch demo server: echo, add, sleep, fail, counter, crash, stats.",
+                "The mcpwatch demo server: echo, add, sleep, fail, counter, crash, stats, traceparent.",
             )
     }
 }

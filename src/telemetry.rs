@@ -35,6 +35,7 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -153,6 +154,31 @@ pub fn install(
     telemetry: &Telemetry,
     log_format: Option<LogFormat>,
 ) -> Result<TelemetryGuard, TelemetryError> {
+    install_with_log_writer(
+        config,
+        telemetry,
+        log_format,
+        BoxMakeWriter::new(std::io::stderr),
+    )
+}
+
+/// [`install`] with logs written to `writer` instead of stderr (tests read them).
+pub fn install_with_log_writer(
+    config: &Config,
+    telemetry: &Telemetry,
+    log_format: Option<LogFormat>,
+    writer: BoxMakeWriter,
+) -> Result<TelemetryGuard, TelemetryError> {
+    install_inner(config, telemetry, log_format, writer, false)
+}
+
+fn install_inner(
+    config: &Config,
+    telemetry: &Telemetry,
+    log_format: Option<LogFormat>,
+    writer: BoxMakeWriter,
+    ansi: bool,
+) -> Result<TelemetryGuard, TelemetryError> {
     let settings = &config.telemetry;
     let endpoint = settings
         .otlp
@@ -190,7 +216,9 @@ pub fn install(
             ))
         })
         .unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi);
     let fmt = match log_format.unwrap_or(config.log.format) {
         LogFormat::Json => fmt.json().boxed(),
         LogFormat::Text => fmt.boxed(),

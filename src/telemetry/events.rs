@@ -222,7 +222,11 @@ impl RequestFinished<'_> {
             if let Some(code) = self.rpc_code {
                 mcp.insert("rpc.response.status_code".to_owned(), json!(code));
             }
-            if let Some(message) = self.error_message {
+            // A tool's own error text is part of its result: a payload.
+            let message_is_payload = kind == ErrorKind::ToolError;
+            if let Some(message) = self.error_message
+                && (!message_is_payload || telemetry.sentry.send_default_pii())
+            {
                 mcp.insert("error.message".to_owned(), json!(message));
             }
             if telemetry.sentry.send_default_pii() {

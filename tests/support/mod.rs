@@ -3,6 +3,8 @@
 //! fd inspection, and metric reads. Every process started here is killed on drop.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod receivers;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
