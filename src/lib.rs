@@ -34,6 +34,7 @@
 //! | [`agent`] | the HTTP API (`api.rs`), admin listener (`admin.rs`), auth, body limits, idempotency, OpenAPI |
 
 pub mod agent;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod runtime;

@@ -49,6 +49,10 @@ enum Command {
     ///
     /// Example: MCPWATCH_TOKEN=... mcpwatch sessions
     Sessions(AgentArgs),
+    /// Measure a tool: N calls at concurrency C, then p50/p90/p99/max and throughput.
+    ///
+    /// Example: mcpwatch bench --server demo --tool echo --args '{"message":"hi"}' --calls 10000 --concurrency 8
+    Bench(BenchArgs),
     /// Run the built-in demo MCP server over stdio or streamable HTTP.
     ///
     /// Example: mcpwatch demo-server --http 127.0.0.1:8800   (then http://127.0.0.1:8800/mcp)
@@ -81,6 +85,40 @@ struct CallArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     timeout: Option<Duration>,
     /// Print the raw MCP result as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Server name.
+    #[arg(long)]
+    server: String,
+    /// Tool name.
+    #[arg(long)]
+    tool: String,
+    /// Tool arguments as a JSON object.
+    #[arg(long)]
+    args: Option<String>,
+    /// Calls to measure (after a short warm-up).
+    #[arg(long, default_value_t = 1000)]
+    calls: u64,
+    /// Calls in flight at once.
+    #[arg(long, default_value_t = 1)]
+    concurrency: u64,
+    /// pooled: the runtime's pooled session; per-call-session: open and close a session per call;
+    /// agent: through a running agent's HTTP API (--agent).
+    #[arg(long, value_enum, default_value = "pooled")]
+    mode: mcpwatch::bench::BenchMode,
+    /// The agent's API address (mode agent).
+    #[arg(long, default_value = "http://127.0.0.1:8700")]
+    agent: String,
+    /// The agent's bearer token (mode agent; also MCPWATCH_TOKEN).
+    #[arg(long, env = "MCPWATCH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print one JSON line: {"calls","errors","p50_us","p90_us","p99_us","max_us","calls_per_s"}.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -168,6 +206,7 @@ async fn run(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<
     let config_arg = match &command {
         Command::Serve(args) | Command::CheckConfig(args) => Some(args),
         Command::Call(args) => Some(&args.config),
+        Command::Bench(args) => Some(&args.config),
         Command::DemoServer(_) | Command::Servers(_) | Command::Sessions(_) => None,
     };
     let config = match config_arg.map(load_config) {
@@ -176,7 +215,10 @@ async fn run(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<
         None => None,
     };
     // serve and call install full telemetry (logs, OTLP, Sentry); the rest only log.
-    if !matches!(command, Command::Serve(_) | Command::Call(_)) {
+    if !matches!(
+        command,
+        Command::Serve(_) | Command::Call(_) | Command::Bench(_)
+    ) {
         let (format, level) = match &config {
             Some(config) => (
                 log_format.unwrap_or(config.log.format),
@@ -190,6 +232,7 @@ async fn run(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<
         (Command::Serve(_), Some(config)) => serve(config, log_format).await,
         (Command::CheckConfig(_), Some(config)) => Ok(check_config(&config)),
         (Command::Call(args), Some(config)) => call(args, config, log_format).await,
+        (Command::Bench(args), Some(config)) => bench(args, config, log_format).await,
         (Command::DemoServer(args), _) => demo_server(args).await,
         (Command::Servers(args), _) => ask_agent(&args, "servers").await,
         (Command::Sessions(args), _) => ask_agent(&args, "sessions").await,
@@ -384,6 +427,74 @@ async fn demo_server(args: DemoServerArgs) -> anyhow::Result<ExitCode> {
     })
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn bench(
+    args: BenchArgs,
+    config: Config,
+    log_format: Option<LogFormat>,
+) -> anyhow::Result<ExitCode> {
+    use mcpwatch::bench::{BenchMode, BenchPlan};
+    let arguments = match &args.args {
+        Some(text) => Some(serde_json::from_str(text).context("--args is not valid JSON")?),
+        None => None,
+    };
+    let plan = BenchPlan {
+        server: args.server,
+        tool: args.tool,
+        arguments,
+        calls: args.calls,
+        concurrency: args.concurrency.max(1),
+        mode: args.mode,
+        agent: args.agent,
+        token: args.token,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let (runtime, guard) = if plan.mode == BenchMode::Agent {
+        init_logging(log_format.unwrap_or(config.log.format), &config.log.level);
+        (None, None)
+    } else {
+        let (runtime, guard) = start_with_telemetry(config, log_format).await?;
+        (Some(runtime), Some(guard))
+    };
+    let report = mcpwatch::bench::run(&plan, runtime.as_ref()).await;
+    if let Some(runtime) = runtime {
+        runtime.shutdown(Duration::from_secs(10)).await;
+    }
+    if let Some(guard) = guard {
+        flush_telemetry(guard).await;
+    }
+    let report = report.map_err(|e| anyhow::anyhow!("benchmark failed: {e}"))?;
+    if args.json {
+        print_out(&serde_json::to_string(&report)?);
+    } else {
+        let row = vec![
+            report.calls.to_string(),
+            report.errors.to_string(),
+            report.p50_us.to_string(),
+            report.p90_us.to_string(),
+            report.p99_us.to_string(),
+            report.max_us.to_string(),
+            format!("{:.0}", report.calls_per_s),
+        ];
+        print_out(&table(
+            &[
+                "calls",
+                "errors",
+                "p50_us",
+                "p90_us",
+                "p99_us",
+                "max_us",
+                "calls_per_s",
+            ],
+            &[row],
+        ));
+    }
+    Ok(if report.errors > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `mcpwatch servers` / `mcpwatch sessions`: GET the list from a running agent, print a table.

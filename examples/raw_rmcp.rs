@@ -1,0 +1,93 @@
+#![allow(clippy::print_stdout)] // its output is the point
+//! The baseline for mcpwatch's benchmarks: raw rmcp 3.9, one persistent
+//! session, sequential calls, no pool, no telemetry. Prints the same JSON line
+//! as `mcpwatch bench --json`.
+//!
+//! ```text
+//! cargo run --release --example raw_rmcp -- --tool echo --args '{"message":"hi"}' --calls 2000 -- node everything.js stdio
+//! cargo run --release --example raw_rmcp -- --tool echo --args '{"message":"hi"}' --calls 2000 --http http://127.0.0.1:3001/mcp
+//! ```
+
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+use rmcp::ServiceExt;
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
+};
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+
+/// Raw rmcp benchmark client.
+#[derive(Parser)]
+struct Args {
+    /// Tool to call.
+    #[arg(long)]
+    tool: String,
+    /// Tool arguments (a JSON object).
+    #[arg(long)]
+    args: Option<String>,
+    /// Calls to measure after 20 warm-up calls.
+    #[arg(long, default_value_t = 1000)]
+    calls: u64,
+    /// Streamable-HTTP endpoint; otherwise the command after `--` is spawned (stdio).
+    #[arg(long)]
+    http: Option<String>,
+    /// The stdio server command.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let info = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("raw-rmcp-bench", "0.1.0"),
+    )
+    .with_protocol_version(ProtocolVersion::V_2025_11_25);
+    let client = match &args.http {
+        Some(url) => {
+            info.serve(StreamableHttpClientTransport::from_uri(url.as_str()))
+                .await?
+        }
+        None => {
+            let (program, rest) = args
+                .command
+                .split_first()
+                .context("give --http URL or a command after --")?;
+            let mut command = tokio::process::Command::new(program);
+            command.args(rest).stderr(std::process::Stdio::null());
+            info.serve(TokioChildProcess::new(command)?).await?
+        }
+    };
+    let arguments = match &args.args {
+        Some(text) => serde_json::from_str::<serde_json::Value>(text)?
+            .as_object()
+            .cloned(),
+        None => None,
+    };
+    let params = || {
+        let mut params = CallToolRequestParams::new(args.tool.clone());
+        params.arguments = arguments.clone();
+        params
+    };
+    for _ in 0..20 {
+        client.call_tool(params()).await?;
+    }
+    let mut latencies = Vec::with_capacity(args.calls as usize);
+    let mut errors = 0;
+    let started = Instant::now();
+    for _ in 0..args.calls {
+        let call_started = Instant::now();
+        match client.peer().call_tool(params()).await {
+            Ok(result) if result.is_error != Some(true) => {}
+            _ => errors += 1,
+        }
+        latencies.push(call_started.elapsed().as_micros() as u64);
+    }
+    let report = mcpwatch::bench::summarize(latencies, errors, started.elapsed());
+    println!("{}", serde_json::to_string(&report)?);
+    client.cancel().await?;
+    Ok(())
+}
