@@ -150,6 +150,10 @@ async fn times_out(runtime: &Runtime, server: &str, tool: &str, args: serde_json
     let elapsed = started.elapsed();
     eprintln!("{server}: {tool} with a {deadline:?} deadline failed after {elapsed:?}");
     assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+    assert!(
+        error.to_string().ends_with("timed out after 500ms"),
+        "the error names the call's deadline: {error}"
+    );
     assert!(elapsed >= deadline, "{server}: failed early, {elapsed:?}");
     assert!(
         elapsed <= deadline + SLACK,
@@ -185,7 +189,9 @@ async fn a_call_past_its_deadline_times_out_is_cancelled_at_the_demo_server_and_
         Duration::from_secs(3),
         "the demo server saw the cancellation",
         || async {
-            let stats = call(&runtime, "demo", "stats", json!({}), "t").await.unwrap();
+            let stats = call(&runtime, "demo", "stats", json!({}), "t")
+                .await
+                .unwrap();
             let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
             stats["cancelled"] == 1
         },
@@ -275,7 +281,9 @@ async fn a_sleep_past_its_deadline_is_cancelled_at_the_demo_server_over_streamab
         Duration::from_secs(3),
         "the demo server saw the cancellation",
         || async {
-            let stats = call(&runtime, "demo", "stats", json!({}), "t").await.unwrap();
+            let stats = call(&runtime, "demo", "stats", json!({}), "t")
+                .await
+                .unwrap();
             let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
             stats["cancelled"] == 1
         },
@@ -305,7 +313,11 @@ async fn a_missing_command_opens_the_breaker_which_fails_fast_without_spawning_t
         let error = call(&runtime, "gone", "echo", json!({"message": "x"}), "s")
             .await
             .unwrap_err();
-        assert_eq!(error.kind(), ErrorKind::ConnectFailed, "attempt {attempt}: {error}");
+        assert_eq!(
+            error.kind(),
+            ErrorKind::ConnectFailed,
+            "attempt {attempt}: {error}"
+        );
     }
     let opened_at = Instant::now();
     assert_eq!(
@@ -350,7 +362,10 @@ async fn a_missing_command_opens_the_breaker_which_fails_fast_without_spawning_t
         in_cool_down < cool_down,
         "the fast-fail calls ran past the cool-down ({in_cool_down:?}); the check below means nothing"
     );
-    assert!(!marker.exists(), "a spawn was attempted during the cool-down");
+    assert!(
+        !marker.exists(),
+        "a spawn was attempted during the cool-down"
+    );
     let median_latency = median(latencies.clone());
     eprintln!(
         "breaker fast-fail: median {median_latency:?}, max {:?}",
@@ -410,9 +425,15 @@ async fn a_missing_command_opens_the_breaker_which_fails_fast_without_spawning_t
     );
     let probe_scope = format!("p{}", passed[0]);
     assert_eq!(
-        call(&runtime, "gone", "echo", json!({"message": "again"}), &probe_scope)
-            .await
-            .unwrap(),
+        call(
+            &runtime,
+            "gone",
+            "echo",
+            json!({"message": "again"}),
+            &probe_scope
+        )
+        .await
+        .unwrap(),
         "again",
         "calls flow again, on the probe's session"
     );
@@ -467,9 +488,11 @@ async fn no_process_of_an_sh_c_servers_group_survives_close_scope_or_shutdown() 
     );
     assert_eq!(runtime.close_scope("closed").await.unwrap(), 2);
     for pgid in [demo_group, py_group] {
-        eventually(Duration::from_secs(2), "the group is gone after close_scope", || {
-            group_members(pgid).is_empty()
-        })
+        eventually(
+            Duration::from_secs(2),
+            "the group is gone after close_scope",
+            || group_members(pgid).is_empty(),
+        )
         .await;
     }
 
@@ -479,9 +502,11 @@ async fn no_process_of_an_sh_c_servers_group_survives_close_scope_or_shutdown() 
     let report = runtime.shutdown(Duration::from_secs(5)).await;
     assert_eq!(report.sessions_closed, 2);
     for pgid in [demo_group, py_group] {
-        eventually(Duration::from_secs(2), "the group is gone after shutdown", || {
-            group_members(pgid).is_empty()
-        })
+        eventually(
+            Duration::from_secs(2),
+            "the group is gone after shutdown",
+            || group_members(pgid).is_empty(),
+        )
         .await;
     }
     assert!(my_children().is_empty(), "{:?}", my_children());
@@ -534,7 +559,10 @@ async fn server_everything_restarted_under_a_live_http_session_fails_within_the_
             "{error}"
         ),
     }
-    let detected = first.is_ok() || first.as_ref().is_err_and(|e| e.kind() == ErrorKind::SessionExpired);
+    let detected = first.is_ok()
+        || first
+            .as_ref()
+            .is_err_and(|e| e.kind() == ErrorKind::SessionExpired);
 
     assert_eq!(
         call(&runtime, "every", "echo", json!({"message": "three"}), "r")
@@ -631,7 +659,10 @@ async fn a_restarted_python_http_server_is_recovered_from_and_a_non_idempotent_t
         runs,
         "never re-run later"
     );
-    assert_ne!(runtime.sessions()[0].mcp_session_id.clone().unwrap(), old_id);
+    assert_ne!(
+        runtime.sessions()[0].mcp_session_id.clone().unwrap(),
+        old_id
+    );
     runtime.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -673,4 +704,3 @@ async fn a_crashing_python_stdio_server_fails_the_call_and_the_next_call_gets_a_
     runtime.shutdown(Duration::from_secs(5)).await;
     assert!(my_children().is_empty(), "{:?}", my_children());
 }
-

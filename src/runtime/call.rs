@@ -230,7 +230,16 @@ pub(crate) async fn send(
         deadline,
         &span,
     );
-    let (mut outcome, request_id) = exchange.instrument(span.clone()).await;
+    let (mut outcome, request_id) = tokio::select! {
+        done = exchange.instrument(span.clone()) => done,
+        () = session.ended() => {
+            let closed = Error::TransportClosed {
+                server: session.server.name.to_string(),
+                detail: "the session was closed".to_owned(),
+            };
+            (Err(closed), None)
+        }
+    };
     drop(guard);
     if let Err(error) = &outcome {
         match error.kind() {

@@ -559,7 +559,10 @@ impl Pool {
                 .drain()
                 .map(|(_, s)| s),
         );
-        let grace = CLOSE_GRACE.min(deadline);
+        // Each close must finish (group killed, `closed` event emitted) before the
+        // deadline below cuts it off: with grace == deadline the two timers race,
+        // and a close cut off mid-way never emits its event (the gauge stays up).
+        let grace = CLOSE_GRACE.min(deadline.mul_f64(0.9));
         let closes = futures::future::join_all(
             sessions
                 .iter()

@@ -10,6 +10,7 @@ use rmcp::service::RoleClient;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::error::ErrorKind;
 use super::server::ServerEntry;
@@ -131,6 +132,8 @@ pub(crate) struct Session {
     /// A request timed out: check the session with a ping before its next use.
     suspect: AtomicBool,
     closed: OnceCell<CloseOutcome>,
+    /// Cancelled when the close has finished: requests still waiting end then.
+    ended: CancellationToken,
     /// Recent calls, for Sentry breadcrumbs.
     recent: RecentCalls,
 }
@@ -171,6 +174,7 @@ impl Session {
             in_flight: AtomicUsize::new(0),
             suspect: AtomicBool::new(false),
             closed: OnceCell::new(),
+            ended: CancellationToken::new(),
             recent: RecentCalls::default(),
         }
     }
@@ -239,6 +243,13 @@ impl Session {
         if let Some(process) = &self.process {
             process.wait_exit(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Resolves once the session's close has finished (graceful or not). A
+    /// request still waiting then (its server answered nothing, not even the
+    /// close) must not outlive the session.
+    pub(crate) async fn ended(&self) {
+        self.ended.cancelled().await;
     }
 
     /// Kills the stdio server's process group now, whatever state the close is in.
@@ -334,7 +345,13 @@ impl Session {
                 .min(Duration::from_millis(500));
             process.wait_exit(left).await;
             forced_kill = process.kill_group();
+            if forced_kill {
+                // SIGKILL is not instant (a busy box, many threads): when close
+                // returns, the server is gone, not just signalled.
+                process.wait_exit(Duration::from_millis(500)).await;
+            }
         }
+        self.ended.cancel();
         SessionClosed {
             server: &self.server.name,
             network_transport: self.server.kind.network_transport(),
