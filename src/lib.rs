@@ -29,7 +29,8 @@
 //! | `runtime/breaker.rs` | the per-server circuit breaker |
 //! | `runtime/transport/` | `stdio.rs` (process groups), `http.rs` (streamable HTTP), `sse.rs` (legacy SSE), `builtin.rs` |
 //! | `runtime/error.rs` | [`Error`] and the bounded [`ErrorKind`] |
-//! | [`telemetry`] | metrics (`metrics.rs`), the lifecycle events (`events.rs`), names (`semconv.rs`) |
+//! | [`telemetry`] | `install` (logs, OTLP, Sentry); metrics (`metrics.rs`), lifecycle events (`events.rs`), spans (`spans.rs`), bounded export (`export.rs`), Sentry (`sentry.rs`), names (`semconv.rs`) |
+//! | [`bench`] | `mcpwatch bench`: latency distribution and throughput of a tool |
 //! | [`demo`] | the built-in demo MCP server |
 //! | [`agent`] | the HTTP API (`api.rs`), admin listener (`admin.rs`), auth, body limits, idempotency, OpenAPI |
 

@@ -360,9 +360,10 @@ async fn a_caller_that_hangs_up_cancels_its_call_at_the_server() {
 
 #[tokio::test]
 async fn sigterm_drains_calls_in_flight_then_exits_cleanly() {
+    let otlp = support::receivers::OtlpReceiver::start(support::receivers::Behaviour::Answer).await;
     let mut agent = Agent::start(
         &format!("[agent]\ndrain_timeout = \"10s\"\n{}", demo_config()),
-        &[],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint.as_str())],
     )
     .await;
     // A child-process session, to prove it is gone afterwards.
@@ -425,6 +426,19 @@ async fn sigterm_drains_calls_in_flight_then_exits_cleanly() {
     }
     assert_eq!(agent.wait_exit(Duration::from_secs(15)).await, Some(0));
     assert!(!alive(pid), "the stdio server died with the agent");
+    let spans = otlp.spans();
+    let sleeps = spans
+        .iter()
+        .filter(|s| s.name == "tools/call sleep")
+        .count();
+    assert_eq!(
+        sleeps, 20,
+        "the spans of every drained call were exported before exit"
+    );
+    assert!(
+        spans.iter().any(|s| s.name == "mcp.session.close"),
+        "and the closes at shutdown"
+    );
 }
 
 #[tokio::test]
@@ -615,5 +629,44 @@ async fn servers_and_sessions_commands_print_tables() {
     assert!(
         text.contains("child") && text.contains("stdio") && text.contains("ready"),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_incoming_traceparent_is_the_parent_of_the_call_spans() {
+    let otlp = support::receivers::OtlpReceiver::start(support::receivers::Behaviour::Answer).await;
+    let mut agent = Agent::start(
+        &demo_config(),
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint.as_str())],
+    )
+    .await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let response = agent
+        .http
+        .post(format!("{}/v1/tools/call", agent.api))
+        .header("traceparent", &traceparent)
+        .header("x-request-id", "req-abc-123")
+        .json(&json!({"server": "demo", "tool": "echo", "arguments": {"message": "traced"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["x-request-id"],
+        "req-abc-123",
+        "the request id comes back"
+    );
+    assert_eq!(response.status(), 200);
+    agent.terminate();
+    assert_eq!(agent.wait_exit(Duration::from_secs(15)).await, Some(0));
+    let spans = otlp.spans();
+    let call = spans
+        .iter()
+        .find(|s| s.name == "tools/call echo")
+        .expect("the call's span was exported");
+    let hex: String = call.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex, trace_id,
+        "the caller's trace continues through the agent"
     );
 }

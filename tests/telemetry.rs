@@ -558,3 +558,32 @@ async fn telemetry_down(endpoint: String, behaviour: &str) -> Runtime {
     );
     runtime
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_semconv_histograms_go_over_otlp_when_asked() {
+    let receiver = OtlpReceiver::start(Behaviour::Answer).await;
+    let mut config = config([("demo", ServerConfig::builtin())]);
+    config.telemetry.otlp.endpoint = Some(receiver.endpoint.clone());
+    config.telemetry.otlp.metrics = true;
+    let (runtime, guard) = start(config, None).await;
+    runtime
+        .call_tool(
+            "demo",
+            "echo",
+            Some(json!({"message": "m"})),
+            CallOptions::default(),
+        )
+        .await
+        .unwrap();
+    runtime.shutdown(Duration::from_secs(5)).await;
+    flush(guard).await;
+    let names = receiver.metric_names();
+    assert!(
+        names.iter().any(|n| n == "mcp.client.operation.duration"),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n == "mcp.client.session.duration"),
+        "{names:?}"
+    );
+}

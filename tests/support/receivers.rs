@@ -27,6 +27,7 @@ pub enum Behaviour {
 pub struct OtlpReceiver {
     pub endpoint: String,
     spans: Arc<Mutex<Vec<Span>>>,
+    metric_names: Arc<Mutex<Vec<String>>>,
     requests: Arc<Mutex<usize>>,
     _stop: Arc<StopOnDrop>,
 }
@@ -42,6 +43,7 @@ impl Drop for StopOnDrop {
 #[derive(Clone)]
 struct OtlpState {
     spans: Arc<Mutex<Vec<Span>>>,
+    metric_names: Arc<Mutex<Vec<String>>>,
     requests: Arc<Mutex<usize>>,
     behaviour: Behaviour,
 }
@@ -79,6 +81,11 @@ impl OtlpReceiver {
         self.spans.lock().unwrap().clone()
     }
 
+    /// Names of every metric received on /v1/metrics.
+    pub fn metric_names(&self) -> Vec<String> {
+        self.metric_names.lock().unwrap().clone()
+    }
+
     pub fn requests(&self) -> usize {
         *self.requests.lock().unwrap()
     }
@@ -94,6 +101,18 @@ async fn receive_traces(State(state): State<OtlpState>, body: Bytes) -> &'static
     for resource in request.resource_spans {
         for scope in resource.scope_spans {
             spans.extend(scope.spans);
+        }
+    }
+    ""
+}
+
+async fn receive_metrics(State(state): State<OtlpState>, body: Bytes) -> &'static str {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    let request = ExportMetricsServiceRequest::decode(body).expect("a valid OTLP metrics body");
+    let mut names = state.metric_names.lock().unwrap();
+    for resource in request.resource_metrics {
+        for scope in resource.scope_metrics {
+            names.extend(scope.metrics.into_iter().map(|m| m.name));
         }
     }
     ""
