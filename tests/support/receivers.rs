@@ -52,13 +52,16 @@ impl OtlpReceiver {
     pub async fn start(behaviour: Behaviour) -> OtlpReceiver {
         let spans = Arc::new(Mutex::new(Vec::new()));
         let requests = Arc::new(Mutex::new(0));
+        let metric_names = Arc::new(Mutex::new(Vec::new()));
         let state = OtlpState {
             spans: spans.clone(),
+            metric_names: metric_names.clone(),
             requests: requests.clone(),
             behaviour,
         };
         let router = axum::Router::new()
             .route("/v1/traces", post(receive_traces))
+            .route("/v1/metrics", post(receive_metrics))
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -71,6 +74,7 @@ impl OtlpReceiver {
         });
         OtlpReceiver {
             endpoint: format!("http://{addr}"),
+            metric_names,
             spans,
             requests,
             _stop: Arc::new(StopOnDrop(stop)),
