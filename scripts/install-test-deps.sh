@@ -109,7 +109,8 @@ install_node() {
 install_venv() {
     local venv="$DEPS/venv"
     local stamp="$venv/.stamp"
-    local want="mcp==$MCP_PY_VERSION"
+    # mcp: the misbehaving test servers; pyyaml: tests read the shipped YAML (alerts, deploy).
+    local want="mcp==$MCP_PY_VERSION pyyaml==6.0.3"
 
     if [ "$FORCE" != 1 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
         && [ -x "$venv/bin/python" ] && "$venv/bin/python" -c '' >/dev/null 2>&1; then
@@ -124,7 +125,8 @@ install_venv() {
         rm -rf "$venv"
     fi
     [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check "$want"
+    # shellcheck disable=SC2086 # $want is a list of requirements
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check $want
 
     local got
     got="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("mcp"))')"
@@ -132,7 +134,8 @@ install_venv() {
     "$venv/bin/python" -c 'from mcp.server.mcpserver import MCPServer, Context' \
         || die "venv: mcp $got has no mcp.server.mcpserver.MCPServer"
     printf '%s\n' "$want" >"$stamp"
-    log "venv: installed mcp $got"
+    "$venv/bin/python" -c 'import yaml' || die "venv: pyyaml did not install"
+    log "venv: installed mcp $got and pyyaml"
 }
 
 install_node

@@ -209,10 +209,12 @@ fn install_inner(
     };
 
     let level = &config.log.level;
+    // The MCP spans are for OTLP: log lines do without them (formatting their
+    // fields for the log layer on every call would cost the call path).
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| {
             EnvFilter::try_new(format!(
-                "{level},rmcp=warn,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off"
+                "{level},rmcp=warn,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,mcpwatch::telemetry::spans=off"
             ))
         })
         .unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
@@ -224,18 +226,20 @@ fn install_inner(
         LogFormat::Text => fmt.boxed(),
     };
     // Spans go to OTLP whatever the log level: their filter is their own.
-    let otel = tracer.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
+    // A `None` layer would still make the registry build every span; only add
+    // the OpenTelemetry layer when there is somewhere to send spans.
+    let mut layers: Vec<Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>> =
+        vec![fmt.with_filter(filter).boxed()];
+    if let Some(provider) = &tracer {
+        let otel = tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("mcpwatch"))
             .with_filter(
                 tracing_subscriber::filter::Targets::new()
                     .with_target("mcpwatch", tracing::Level::INFO),
-            )
-    });
-    let _ = tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
-        .with(otel)
-        .try_init();
+            );
+        layers.push(otel.boxed());
+    }
+    let _ = tracing_subscriber::registry().with(layers).try_init();
 
     let sentry = settings
         .sentry

@@ -2,6 +2,7 @@
 //! calls fail fast for `cool_down`; then one probe call decides.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -62,6 +63,8 @@ enum Inner {
 pub(crate) struct Breaker {
     config: BreakerConfig,
     inner: Mutex<Inner>,
+    /// Mirrors `Closed { failures: 0 }`: the common case answers without the lock.
+    healthy: AtomicBool,
 }
 
 impl Breaker {
@@ -69,6 +72,7 @@ impl Breaker {
         Breaker {
             config,
             inner: Mutex::new(Inner::Closed { failures: 0 }),
+            healthy: AtomicBool::new(true),
         }
     }
 
@@ -83,6 +87,9 @@ impl Breaker {
 
     /// Asks to start a call. Returns the admission and a state change, if any.
     pub(crate) fn admit(&self) -> (Admission, Option<BreakerState>) {
+        if self.healthy.load(Ordering::Acquire) {
+            return (Admission::Pass, None);
+        }
         let mut inner = self.lock();
         match &*inner {
             Inner::Closed { .. } => (Admission::Pass, None),
@@ -101,15 +108,20 @@ impl Breaker {
 
     /// A call (or probe) succeeded.
     pub(crate) fn on_success(&self) -> Option<BreakerState> {
+        if self.healthy.load(Ordering::Acquire) {
+            return None;
+        }
         let mut inner = self.lock();
         let changed = !matches!(*inner, Inner::Closed { .. });
         *inner = Inner::Closed { failures: 0 };
+        self.healthy.store(true, Ordering::Release);
         changed.then_some(BreakerState::Closed)
     }
 
     /// A call (or probe) failed in a way that says the server is unwell.
     pub(crate) fn on_failure(&self) -> Option<BreakerState> {
         let mut inner = self.lock();
+        self.healthy.store(false, Ordering::Release);
         let open = Inner::Open {
             until: Instant::now() + self.config.cool_down,
         };

@@ -32,9 +32,6 @@ use crate::telemetry::events::{RequestFinished, Retried, SessionRecovered};
 use crate::telemetry::{semconv, spans};
 use tracing::Instrument;
 
-/// Extra time past the deadline before the outer guard gives up on rmcp itself.
-const DEADLINE_SAFETY_MARGIN: Duration = Duration::from_millis(100);
-
 /// Deadline of the health ping sent before reusing a session whose last request timed out.
 const SUSPECT_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -200,13 +197,12 @@ pub(crate) async fn send(
 ) -> Result<ServerResult, Error> {
     let started = Instant::now();
     let telemetry = &session.server.telemetry;
-    let session_id = session.mcp_session_id();
     let span = spans::request(
         session.span_target(),
         method,
         tool,
         &session.protocol_version,
-        session_id.as_deref(),
+        || session.mcp_session_id(),
     );
     let wants_payload = telemetry.capture_payloads || telemetry.sentry.send_default_pii();
     let arguments = match &request {
@@ -317,7 +313,7 @@ pub(crate) async fn send(
         error_type,
         error_message: error_message.as_deref(),
         rpc_code,
-        request_id: request_id.as_deref(),
+        request_id: request_id.as_ref(),
         span: &span,
         arguments: arguments.as_ref(),
         result: result_value.as_ref(),
@@ -334,38 +330,41 @@ async fn request_once(
     method: &str,
     deadline: Duration,
     span: &tracing::Span,
-) -> (Result<ServerResult, Error>, Option<String>) {
-    let timeout = || Error::Timeout {
-        server: server.to_owned(),
-        method: method.to_owned(),
-        after: deadline,
-    };
-    let mut request_id = None;
-    let exchange = async {
-        let mut options = PeerRequestOptions::with_timeout(deadline);
-        if let Some(meta) = spans::trace_meta(span) {
-            options = options.with_meta(meta);
-        }
-        let handle = peer
-            .send_request_with_option(request, options)
-            .await
-            .map_err(|e| classify_service_error(server, method, deadline, e))?;
-        let id = handle.id.to_string();
-        span.record(semconv::ATTR_REQUEST_ID, id.as_str());
-        request_id = Some(id);
-        let guard = AbandonGuard {
-            peer: peer.clone(),
-            id: Some(handle.id.clone()),
+) -> (Result<ServerResult, Error>, Option<RequestId>) {
+    let classify = |e| classify_service_error(server, method, deadline, e);
+    let mut options = PeerRequestOptions::with_timeout(deadline);
+    if let Some(meta) = spans::trace_meta(span) {
+        options = options.with_meta(meta);
+    }
+    // Handing the request to rmcp's worker is normally immediate (then this
+    // timeout never even arms its timer); it bounds a worker that is stuck.
+    let handle =
+        match tokio::time::timeout(deadline, peer.send_request_with_option(request, options)).await
+        {
+            Ok(Ok(handle)) => handle,
+            Ok(Err(error)) => return (Err(classify(error)), None),
+            Err(_) => {
+                let error = Error::Timeout {
+                    server: server.to_owned(),
+                    method: method.to_owned(),
+                    after: deadline,
+                };
+                return (Err(error), None);
+            }
         };
-        let result = handle.await_response().await;
-        guard.disarm();
-        result.map_err(|e| classify_service_error(server, method, deadline, e))
+    let id = handle.id.clone();
+    if !span.is_disabled() {
+        span.record(semconv::ATTR_REQUEST_ID, id.to_string());
+    }
+    // rmcp enforces the deadline here and sends `notifications/cancelled` when it
+    // passes; the guard does the same if this future is dropped first.
+    let guard = AbandonGuard {
+        peer: peer.clone(),
+        id: Some(id.clone()),
     };
-    let outcome = match tokio::time::timeout(deadline + DEADLINE_SAFETY_MARGIN, exchange).await {
-        Ok(result) => result,
-        Err(_) => Err(timeout()),
-    };
-    (outcome, request_id)
+    let result = handle.await_response().await;
+    guard.disarm();
+    (result.map_err(classify), Some(id))
 }
 
 /// Sends `notifications/cancelled` when a request is abandoned: its future

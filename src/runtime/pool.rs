@@ -163,14 +163,20 @@ impl Pool {
             if self.is_shutting_down() {
                 return Err(Error::ShuttingDown);
             }
-            let freed = self.slot_freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
             let (slot, created) = match self.reserve(entry, scope) {
                 Reservation::Existing(slot) => (slot, false),
                 Reservation::Created(slot) => (slot, true),
                 Reservation::Full(cap) => {
                     if self.evict_lru(entry, cap) {
+                        continue;
+                    }
+                    // Register for wake-ups before looking again, so a slot freed
+                    // in between is not missed. (Only here: the hot path, a
+                    // session that exists, never touches the Notify.)
+                    let freed = self.slot_freed.notified();
+                    tokio::pin!(freed);
+                    freed.as_mut().enable();
+                    if !self.is_full(entry) {
                         continue;
                     }
                     let waited = waited_since.elapsed();
@@ -199,6 +205,12 @@ impl Pool {
             }
             return Ok((self.await_slot(&slot).await?, pin));
         }
+    }
+
+    /// Whether a new key would find `entry` (or the pool) full right now.
+    fn is_full(&self, entry: &ServerEntry) -> bool {
+        entry.slots().len() >= entry.max_sessions
+            || self.total.load(Ordering::Acquire) >= self.max_total
     }
 
     fn reserve(&self, entry: &ServerEntry, scope: &str) -> Reservation {

@@ -156,7 +156,7 @@ pub(crate) struct RequestFinished<'a> {
     pub error_type: Option<ErrorKind>,
     pub error_message: Option<&'a str>,
     pub rpc_code: Option<i32>,
-    pub request_id: Option<&'a str>,
+    pub request_id: Option<&'a rmcp::model::RequestId>,
     pub span: &'a tracing::Span,
     /// Tool arguments and result, present only when payloads may be recorded.
     pub arguments: Option<&'a rmcp::model::JsonObject>,
@@ -217,7 +217,7 @@ impl RequestFinished<'_> {
                 ),
             ]);
             if let Some(id) = self.request_id {
-                mcp.insert("jsonrpc.request.id".to_owned(), json!(id));
+                mcp.insert("jsonrpc.request.id".to_owned(), json!(id.to_string()));
             }
             if let Some(code) = self.rpc_code {
                 mcp.insert("rpc.response.status_code".to_owned(), json!(code));

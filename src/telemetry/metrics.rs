@@ -199,23 +199,39 @@ impl Metrics {
         let Ok(mut labels) = self.tool_labels.lock() else {
             return names::TOOL_OVERFLOW;
         };
-        let seen = labels.entry(server.to_owned()).or_default();
-        if seen.contains(tool) {
-            tool
-        } else if seen.len() < names::TOOL_LABEL_CAP {
-            seen.insert(tool.to_owned());
-            tool
-        } else {
-            names::TOOL_OVERFLOW
+        // The hot path (a known tool) allocates nothing.
+        if let Some(seen) = labels.get(server) {
+            if seen.contains(tool) {
+                return tool;
+            }
+            if seen.len() >= names::TOOL_LABEL_CAP {
+                return names::TOOL_OVERFLOW;
+            }
         }
+        labels
+            .entry(server.to_owned())
+            .or_default()
+            .insert(tool.to_owned());
+        tool
     }
 
     /// Pre-resolved handles for one server's hot-path metrics.
-    /// Also creates the server's gauge series at 0, so dashboards see every server from the start.
+    /// Also creates the server's gauge and alerting counters at 0, so dashboards
+    /// and alerts see every server from the start.
     pub(crate) fn for_server(&self, server: &str, network_transport: &str) -> ServerMetrics {
         self.sessions_active
             .with_label_values(&[server, network_transport])
             .add(0);
+        // Counters an alert takes `increase()` of exist from the start, so their
+        // first event counts (a series born at 1 shows no increase).
+        for outcome in ["ok", "error"] {
+            self.sessions_opened
+                .with_label_values(&[server, network_transport, outcome])
+                .inc_by(0);
+        }
+        self.sessions_unclosed
+            .with_label_values(&[server])
+            .inc_by(0);
         ServerMetrics {
             inflight: self.inflight_requests.with_label_values(&[server]),
             call_ok: self

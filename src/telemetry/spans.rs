@@ -27,22 +27,18 @@ pub(crate) fn request(
     method: &str,
     tool: Option<&str>,
     protocol_version: &str,
-    session_id: Option<&str>,
+    session_id: impl FnOnce() -> Option<String>,
 ) -> Span {
-    let name = match tool {
-        Some(tool) => format!("{method} {tool}"),
-        None => method.to_owned(),
-    };
     let span = tracing::info_span!(
         "mcp.request",
-        otel.name = %name,
+        otel.name = Empty,
         otel.kind = "client",
         otel.status_code = Empty,
         otel.status_description = Empty,
-        mcp.method.name = %method,
+        mcp.method.name = method,
         gen_ai.tool.name = Empty,
         gen_ai.operation.name = Empty,
-        mcp.protocol.version = %protocol_version,
+        mcp.protocol.version = protocol_version,
         mcp.session.id = Empty,
         jsonrpc.request.id = Empty,
         network.transport = target.network_transport,
@@ -55,13 +51,21 @@ pub(crate) fn request(
         gen_ai.tool.call.arguments = Empty,
         gen_ai.tool.call.result = Empty,
     );
+    if span.is_disabled() {
+        // Nobody records spans: skip the formatting below (the hot path).
+        return span;
+    }
+    match tool {
+        Some(tool) => span.record("otel.name", format!("{method} {tool}")),
+        None => span.record("otel.name", method),
+    };
     if let Some(tool) = tool {
         span.record("gen_ai.tool.name", tool);
         if method == "tools/call" {
             span.record("gen_ai.operation.name", "execute_tool");
         }
     }
-    if let Some(id) = session_id {
+    if let Some(id) = session_id() {
         span.record("mcp.session.id", id);
     }
     record_address(&span, target.address);
