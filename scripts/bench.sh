@@ -4,7 +4,10 @@
 # stdio and streamable HTTP against server-everything, and the agent's HTTP API
 # against the library on the builtin demo server.
 #
-#   scripts/bench.sh [CALLS]        # default 2000 calls per row
+#   scripts/bench.sh [CALLS] [ROUNDS]   # default 2000 calls per row, 5 rounds
+#
+# The head-to-head rows (raw rmcp, mcpwatch pooled, telemetry on) run in ROUNDS
+# alternating rounds; the summary quotes the median p50 of each and the ratios.
 #
 # Prints a Markdown table (paste into BENCHMARKS.md) and keeps the raw JSON lines
 # in target/bench/results.jsonl. Only 127.0.0.1 is used; every process started
@@ -13,6 +16,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 CALLS="${1:-2000}"
+ROUNDS="${2:-5}"
 OUT=target/bench
 mkdir -p "$OUT"
 : > "$OUT/results.jsonl"
@@ -69,14 +73,17 @@ row() { # name, then the command printing one JSON line
     echo "$name: $line" >&2
 }
 
-row "stdio raw rmcp" $RAW --tool echo --args "$ARGS" --calls "$CALLS" -- node "$EVERYTHING" stdio
-row "stdio mcpwatch pooled" $BIN bench --config "$OUT/stdio.toml" --server everything --tool echo --args "$ARGS" --calls "$CALLS" --json
-row "stdio mcpwatch pooled, telemetry on" $BIN bench --config "$OUT/telemetry.toml" --server everything --tool echo --args "$ARGS" --calls "$CALLS" --json
-row "stdio raw rmcp (again)" $RAW --tool echo --args "$ARGS" --calls "$CALLS" -- node "$EVERYTHING" stdio
+for round in $(seq 1 "$ROUNDS"); do
+    row "stdio raw rmcp #$round" $RAW --tool echo --args "$ARGS" --calls "$CALLS" -- node "$EVERYTHING" stdio
+    row "stdio mcpwatch pooled #$round" $BIN bench --config "$OUT/stdio.toml" --server everything --tool echo --args "$ARGS" --calls "$CALLS" --json
+    row "stdio mcpwatch pooled, telemetry on #$round" $BIN bench --config "$OUT/telemetry.toml" --server everything --tool echo --args "$ARGS" --calls "$CALLS" --json
+done
 row "stdio one session per call" $BIN bench --config "$OUT/stdio.toml" --server everything --tool echo --args "$ARGS" --calls 20 --mode per-call-session --json
-row "http raw rmcp" $RAW --tool echo --args "$ARGS" --calls "$CALLS" --http "http://127.0.0.1:$HTTP_PORT/mcp"
-row "http mcpwatch pooled" $BIN bench --config "$OUT/stdio.toml" --server everything_http --tool echo --args "$ARGS" --calls "$CALLS" --json
-row "http mcpwatch pooled, telemetry on" $BIN bench --config "$OUT/telemetry.toml" --server everything_http --tool echo --args "$ARGS" --calls "$CALLS" --json
+for round in $(seq 1 "$ROUNDS"); do
+    row "http raw rmcp #$round" $RAW --tool echo --args "$ARGS" --calls "$CALLS" --http "http://127.0.0.1:$HTTP_PORT/mcp"
+    row "http mcpwatch pooled #$round" $BIN bench --config "$OUT/stdio.toml" --server everything_http --tool echo --args "$ARGS" --calls "$CALLS" --json
+    row "http mcpwatch pooled, telemetry on #$round" $BIN bench --config "$OUT/telemetry.toml" --server everything_http --tool echo --args "$ARGS" --calls "$CALLS" --json
+done
 row "http one session per call" $BIN bench --config "$OUT/stdio.toml" --server everything_http --tool echo --args "$ARGS" --calls 200 --mode per-call-session --json
 
 # The agent: library vs HTTP API on the builtin demo server.
@@ -84,16 +91,40 @@ API_PORT=$(free_port); ADMIN_PORT=$(free_port)
 MCPWATCH_AGENT__LISTEN=127.0.0.1:$API_PORT MCPWATCH_AGENT__ADMIN_LISTEN=127.0.0.1:$ADMIN_PORT MCPWATCH_LOG__LEVEL=warn $BIN serve >/dev/null 2>&1 &
 PIDS+=($!)
 wait_port "$API_PORT"
-row "builtin library pooled" $BIN bench --server demo --tool echo --args "$ARGS" --calls "$CALLS" --json
-row "builtin through the agent API" $BIN bench --mode agent --agent "http://127.0.0.1:$API_PORT" --server demo --tool echo --args "$ARGS" --calls "$CALLS" --json
+for round in $(seq 1 "$ROUNDS"); do
+    row "builtin library pooled #$round" $BIN bench --server demo --tool echo --args "$ARGS" --calls "$CALLS" --json
+    row "builtin through the agent API #$round" $BIN bench --mode agent --agent "http://127.0.0.1:$API_PORT" --server demo --tool echo --args "$ARGS" --calls "$CALLS" --json
+done
 row "builtin through the agent API, concurrency 64" $BIN bench --mode agent --agent "http://127.0.0.1:$API_PORT" --server demo --tool echo --args "$ARGS" --calls $((CALLS * 10)) --concurrency 64 --json
 
 python3 - "$OUT/results.jsonl" <<'PY'
-import json, sys
+import json, re, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 print("| row | calls | errors | p50 µs | p90 µs | p99 µs | max µs | calls/s |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     x = r["result"]
     print(f'| {r["row"]} | {x["calls"]} | {x["errors"]} | {x["p50_us"]} | {x["p90_us"]} | {x["p99_us"]} | {x["max_us"]} | {x["calls_per_s"]:.0f} |')
+groups = {}
+for r in rows:
+    name = re.sub(r" #\d+$", "", r["row"])
+    groups.setdefault(name, []).append(r["result"]["p50_us"])
+med = {name: statistics.median(v) for name, v in groups.items() if len(v) > 1}
+print()
+print("| median over rounds | p50 µs (median) | rounds |")
+print("|---|---:|---:|")
+for name, v in med.items():
+    print(f"| {name} | {v:.0f} | {len(groups[name])} |")
+def ratio(a, b):
+    if a in med and b in med:
+        print(f"| {a} / {b} | {med[a] / med[b]:.3f} |")
+print()
+print("| ratio of medians | value |")
+print("|---|---:|")
+ratio("stdio mcpwatch pooled", "stdio raw rmcp")
+ratio("stdio mcpwatch pooled, telemetry on", "stdio raw rmcp")
+ratio("http mcpwatch pooled", "http raw rmcp")
+ratio("http mcpwatch pooled, telemetry on", "http raw rmcp")
+if "builtin through the agent API" in med and "builtin library pooled" in med:
+    print(f'| agent API added p50 (µs) | {med["builtin through the agent API"] - med["builtin library pooled"]:.0f} |')
 PY

@@ -24,6 +24,7 @@ use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -118,6 +119,10 @@ pub async fn serve(
     };
     let state = AgentState::new(runtime.clone(), config);
     let stop = CancellationToken::new();
+    // TCP_NODELAY: answers go out at once rather than waiting on Nagle's algorithm.
+    let api_listener = api_listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
     let api = tokio::spawn(
         axum::serve(api_listener, api_router(state.clone()))
             .with_graceful_shutdown(stop.clone().cancelled_owned())

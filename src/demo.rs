@@ -46,7 +46,8 @@ pub struct DemoServer {
     counter: Arc<AtomicU64>,
     calls: Arc<AtomicU64>,
     cancelled: Arc<AtomicU64>,
-    #[allow(dead_code)] // read through the router the macros generate
+    /// Built once per session (rmcp's default handler rebuilds it, validating
+    /// every tool name, on every request).
     tool_router: ToolRouter<DemoServer>,
 }
 
@@ -194,7 +195,7 @@ impl DemoServer {
     }
 }
 
-#[tool_handler]
+#[tool_handler(router = self.tool_router)]
 impl ServerHandler for DemoServer {
     fn get_info(&self) -> InitializeResult {
         InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
