@@ -4,7 +4,8 @@
 # Everything goes into <repo>/.test-deps/ (gitignored):
 #   .test-deps/node/  npm project with @modelcontextprotocol/server-everything
 #                     entry point: node_modules/@modelcontextprotocol/server-everything/dist/index.js
-#   .test-deps/venv/  Python venv with mcp (PyPI), used by tests/servers/bad_server.py
+#   .test-deps/venv/  Python venv with mcp (PyPI), used by tests/servers/bad_server.py,
+#                     and schemathesis (PyPI), run by tests/hostile.rs against the agent
 #
 # Idempotent: each step is skipped when its stamp file records the wanted version
 # and the result is still there. Re-run with TEST_DEPS_FORCE=1 to reinstall.
@@ -13,6 +14,7 @@ set -euo pipefail
 EVERYTHING_PKG="@modelcontextprotocol/server-everything"
 EVERYTHING_VERSION="2026.8.31"
 MCP_PY_VERSION="2.3.0"
+SCHEMATHESIS_VERSION="4.32.5"
 
 # Debian packages the test suite needs. Add names here (e.g. "jq"); they are
 # installed with apt-get only when missing.
@@ -109,8 +111,9 @@ install_node() {
 install_venv() {
     local venv="$DEPS/venv"
     local stamp="$venv/.stamp"
-    # mcp: the misbehaving test servers; pyyaml: tests read the shipped YAML (alerts, deploy).
-    local want="mcp==$MCP_PY_VERSION pyyaml==6.0.3"
+    # mcp: the misbehaving test servers; pyyaml: tests read the shipped YAML (alerts, deploy);
+    # schemathesis: property-based checks of the agent's API against its OpenAPI document.
+    local want="mcp==$MCP_PY_VERSION pyyaml==6.0.3 schemathesis==$SCHEMATHESIS_VERSION"
 
     if [ "$FORCE" != 1 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
         && [ -x "$venv/bin/python" ] && "$venv/bin/python" -c '' >/dev/null 2>&1; then
@@ -133,11 +136,13 @@ install_venv() {
     [ "$got" = "$MCP_PY_VERSION" ] || die "venv: got mcp $got, wanted $MCP_PY_VERSION"
     "$venv/bin/python" -c 'from mcp.server.mcpserver import MCPServer, Context' \
         || die "venv: mcp $got has no mcp.server.mcpserver.MCPServer"
-    printf '%s\n' "$want" >"$stamp"
     "$venv/bin/python" -c 'import yaml' || die "venv: pyyaml did not install"
-    log "venv: installed mcp $got and pyyaml"
+    "$venv/bin/schemathesis" --version >/dev/null || die "venv: schemathesis did not install"
+    # Written last: a failed check above leaves no stamp, so the next run retries.
+    printf '%s\n' "$want" >"$stamp"
+    log "venv: installed mcp $got, pyyaml and schemathesis $SCHEMATHESIS_VERSION"
 }
 
 install_node
 install_venv
-log "ready: .test-deps/node (server-everything), .test-deps/venv (mcp $MCP_PY_VERSION)"
+log "ready: .test-deps/node (server-everything), .test-deps/venv (mcp $MCP_PY_VERSION, schemathesis $SCHEMATHESIS_VERSION)"

@@ -247,6 +247,109 @@ pub struct ServerConfig {
     pub breaker: BreakerConfig,
     /// Tools that may run twice without harm: retried after any transient failure.
     pub idempotent_tools: Vec<String>,
+    /// How `sampling/createMessage` requests from the server are answered.
+    pub sampling: SamplingPolicy,
+    /// How `elicitation/create` requests from the server are answered.
+    pub elicitation: ElicitationPolicy,
+    /// How a session starts: `initialize` or the 2026-07-28 `server/discover`.
+    pub lifecycle: Lifecycle,
+    /// http: OAuth 2.1 authorization (`[servers.NAME.oauth]`); `None`: no OAuth.
+    pub oauth: Option<OAuthConfig>,
+}
+
+/// `[servers.NAME.oauth]`: how mcpwatch obtains access tokens for a protected
+/// streamable-HTTP server. Discovery (protected resource and authorization
+/// server metadata), client registration, PKCE, scope selection and step-up,
+/// and token refresh are automatic; these keys say who mcpwatch is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// `authorization_code` (with PKCE; the authorization server must redirect
+    /// back without a person, e.g. an already-consented client) or
+    /// `client_credentials` (a machine client: needs `client_id` and `client_secret`).
+    pub grant: OAuthGrant,
+    /// A client registered with the authorization server beforehand; empty: a
+    /// client ID metadata document (`client_metadata_url`) when the server
+    /// supports it, else dynamic client registration.
+    pub client_id: Option<String>,
+    /// The secret of `client_id` (a confidential client).
+    pub client_secret: Option<Secret>,
+    /// `client_credentials` only: a PEM private key instead of `client_secret`, for
+    /// `private_key_jwt` client authentication (RFC 7523).
+    pub private_key: Option<Secret>,
+    /// The signing algorithm of `private_key`: RS256, RS384, RS512, ES256 or ES384.
+    pub private_key_algorithm: JwtAlgorithm,
+    /// HTTPS URL of mcpwatch's client ID metadata document (SEP-991), used as
+    /// the client ID by servers that advertise support.
+    pub client_metadata_url: Option<String>,
+    /// `client_name` in dynamic client registration.
+    pub client_name: String,
+    /// Scopes to ask for; empty: those of the server's challenge or metadata.
+    pub scopes: Vec<String>,
+    /// Where the authorization server sends the code (mcpwatch reads the
+    /// redirect; nothing needs to listen there).
+    pub redirect_uri: String,
+}
+
+/// `private_key_algorithm = ..`: how the client assertion is signed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)] // the JOSE names say it all
+pub enum JwtAlgorithm {
+    RS256,
+    RS384,
+    RS512,
+    #[default]
+    ES256,
+    ES384,
+}
+
+/// `grant = ..`: the OAuth grant mcpwatch uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthGrant {
+    /// Authorization code with PKCE, redirected back without a person.
+    #[default]
+    AuthorizationCode,
+    /// Client credentials (SEP-1046): a machine-to-machine client.
+    ClientCredentials,
+}
+
+/// `sampling = ..`: what mcpwatch answers a server asking for an LLM completion.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplingPolicy {
+    /// Advertise the `sampling` capability and decline every request (JSON-RPC
+    /// error -1, the spec's "user rejected"): the server learns that no one will answer.
+    #[default]
+    Decline,
+    /// Do not advertise the capability; a request anyway gets "method not found".
+    Off,
+}
+
+/// `elicitation = ..`: what mcpwatch answers a server asking the user for input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ElicitationPolicy {
+    /// Advertise form elicitation and answer every request with `decline`.
+    #[default]
+    Decline,
+    /// Advertise form elicitation and accept with the schema's defaults; a request
+    /// with a required field that has no default is declined.
+    AcceptDefaults,
+    /// Do not advertise the capability; a request anyway gets "method not found".
+    Off,
+}
+
+/// `lifecycle = ..`: how a session starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    /// The `initialize` handshake (protocol 2025-11-25 offered).
+    #[default]
+    Initialize,
+    /// The 2026-07-28 revision: `server/discover`, then self-contained requests.
+    /// The server must speak 2026-07-28 (no fallback).
+    Discover,
 }
 
 /// `retry = { .. }`.

@@ -27,7 +27,9 @@
 //! | `runtime/lease.rs` | [`SessionLease`] (pooled) and [`OwnedSession`] (with the leak guard) |
 //! | `runtime/call.rs` | deadline and cancellation, error classification, retry policy |
 //! | `runtime/breaker.rs` | the per-server circuit breaker |
-//! | `runtime/transport/` | `stdio.rs` (process groups), `http.rs` (streamable HTTP), `sse.rs` (legacy SSE), `builtin.rs` |
+//! | `runtime/handler.rs` | the client handler: capabilities, server logs, notifications, sampling and elicitation policies |
+//! | `runtime/progress.rs` | progress notifications routed to their request's span and [`CallOptions::on_progress`] |
+//! | `runtime/transport/` | `stdio.rs` (process groups), `http.rs` (streamable HTTP), `oauth.rs` (OAuth 2.1), `sse.rs` (legacy SSE), `builtin.rs` |
 //! | `runtime/error.rs` | [`Error`] and the bounded [`ErrorKind`] |
 //! | [`telemetry`] | `install` (logs, OTLP, Sentry); metrics (`metrics.rs`), lifecycle events (`events.rs`), spans (`spans.rs`), bounded export (`export.rs`), Sentry (`sentry.rs`), names (`semconv.rs`) |
 //! | [`bench`] | `mcpwatch bench`: latency distribution and throughput of a tool |
@@ -43,6 +45,6 @@ pub mod telemetry;
 
 pub use config::Config;
 pub use runtime::{
-    CallOptions, CloseReason, Error, ErrorKind, OwnedSession, Result, Runtime, ServerStatus,
-    SessionInfo, SessionLease, ShutdownReport, StartError, ToolCall,
+    CallOptions, CloseReason, Error, ErrorKind, OwnedSession, Progress, ProgressCallback, Result,
+    Runtime, ServerStatus, SessionInfo, SessionLease, ShutdownReport, StartError, ToolCall,
 };

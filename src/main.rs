@@ -312,6 +312,7 @@ async fn call(
     let options = CallOptions {
         scope: args.scope.clone(),
         timeout: args.timeout,
+        ..CallOptions::default()
     };
     let outcome = runtime
         .call_tool(

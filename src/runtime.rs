@@ -20,6 +20,7 @@ mod error;
 mod handler;
 mod lease;
 mod pool;
+mod progress;
 mod scope;
 mod server;
 mod session;
@@ -33,8 +34,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, ClientRequest, JsonObject, ListToolsRequest,
-    PaginatedRequestParams, PingRequest, ServerResult, Tool,
+    CallToolRequest, CallToolRequestParams, ClientRequest, ErrorCode, GetPromptRequest,
+    GetPromptRequestParams, GetPromptResult, JsonObject, ListPromptsRequest,
+    ListResourceTemplatesRequest, ListResourcesRequest, ListToolsRequest, PaginatedRequestParams,
+    Prompt, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResult, Resource,
+    ResourceTemplate, ServerResult, Tool,
 };
 use serde::Serialize;
 use tokio::time::Instant;
@@ -44,6 +48,7 @@ pub use breaker::BreakerState;
 pub use error::{Error, ErrorKind, Result};
 pub use handler::{ACCEPTED_PROTOCOL_VERSIONS, OFFERED_PROTOCOL_VERSION};
 pub use lease::{OwnedSession, SessionLease};
+pub use progress::{Progress, ProgressCallback};
 pub use scope::{DEFAULT_SCOPE, MAX_SCOPE_LEN, validate_scope};
 pub use session::{CloseReason, SessionInfo};
 
@@ -54,7 +59,7 @@ use pool::Pool;
 use server::ServerEntry;
 use transport::Connector;
 
-/// Most pages `list_tools` follows before giving up on a server's cursor.
+/// Most pages a list (`list_tools`, ...) follows before giving up on a server's cursor.
 const MAX_LIST_PAGES: usize = 100;
 
 /// Options of one call.
@@ -64,6 +69,8 @@ pub struct CallOptions {
     pub scope: Option<String>,
     /// Overrides the server's `call_timeout`.
     pub timeout: Option<Duration>,
+    /// Receives the call's progress notifications ([`CallOptions::on_progress`]).
+    pub on_progress: Option<ProgressCallback>,
 }
 
 impl CallOptions {
@@ -71,13 +78,44 @@ impl CallOptions {
     pub fn scope(scope: impl Into<String>) -> CallOptions {
         CallOptions {
             scope: Some(scope.into()),
-            timeout: None,
+            ..CallOptions::default()
         }
     }
 
     /// Sets the deadline of the call.
     pub fn with_timeout(mut self, timeout: Duration) -> CallOptions {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Calls `callback` with each progress notification the server sends for the
+    /// call (`notifications/progress`), in the order they arrive, until the
+    /// answer arrives; one a server writes after its answer (some do) is counted
+    /// but not delivered. Stale ones (progress not above the last) are skipped.
+    /// Each is also an `mcp.progress` event on the call's span. The callback runs
+    /// on the session's receive loop: keep it short (hand the value to a channel
+    /// or an atomic); the session's next message waits for it.
+    ///
+    /// ```no_run
+    /// # async fn example(runtime: mcpwatch::Runtime) -> mcpwatch::Result<()> {
+    /// use mcpwatch::CallOptions;
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// let options = CallOptions::scope("thread-1").on_progress(move |p| {
+    ///     let _ = tx.send(p);
+    /// });
+    /// let call = runtime
+    ///     .call_tool("demo", "sleep", Some(serde_json::json!({"ms": 500})), options)
+    ///     .await?;
+    /// while let Ok(p) = rx.try_recv() {
+    ///     println!("{} of {:?}", p.progress, p.total);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn on_progress(
+        mut self,
+        callback: impl Fn(Progress) + Send + Sync + 'static,
+    ) -> CallOptions {
+        self.on_progress = Some(ProgressCallback::new(callback));
         self
     }
 }
@@ -278,7 +316,8 @@ impl Runtime {
             make,
             timeout,
         };
-        let (result, session_use) = call::pooled(&self.inner.pool, request).await?;
+        let pooled = call::pooled(&self.inner.pool, request);
+        let (result, session_use) = progress::with_callback(options.on_progress, pooled).await?;
         match result {
             ServerResult::CallToolResult(result) => Ok(ToolCall {
                 result,
@@ -300,56 +339,235 @@ impl Runtime {
     /// # Ok(()) }
     /// ```
     pub async fn list_tools(&self, server: &str, scope: Option<&str>) -> Result<Vec<Tool>> {
+        let list = |params| {
+            ClientRequest::ListToolsRequest(ListToolsRequest {
+                params,
+                ..Default::default()
+            })
+        };
+        self.list_all(server, scope, "tools/list", list, |result| match result {
+            ServerResult::ListToolsResult(page) => Some((page.tools, page.next_cursor)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Every resource of `server` (all pages), through the scope's pooled session.
+    /// A server without resources (JSON-RPC "method not found") has none.
+    ///
+    /// ```no_run
+    /// # async fn example(runtime: mcpwatch::Runtime) -> mcpwatch::Result<()> {
+    /// for resource in runtime.list_resources("everything", Some("thread-1")).await? {
+    ///     println!("{} {}", resource.uri, resource.name);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_resources(&self, server: &str, scope: Option<&str>) -> Result<Vec<Resource>> {
+        let list = |params| {
+            ClientRequest::ListResourcesRequest(ListResourcesRequest {
+                params,
+                ..Default::default()
+            })
+        };
+        let listed = self.list_all(
+            server,
+            scope,
+            "resources/list",
+            list,
+            |result| match result {
+                ServerResult::ListResourcesResult(page) => Some((page.resources, page.next_cursor)),
+                _ => None,
+            },
+        );
+        none_when_unsupported(listed.await)
+    }
+
+    /// Every resource template of `server` (all pages): URI templates such as
+    /// `demo://resource/{id}` whose expansions [`Runtime::read_resource`] reads.
+    /// A server without resources has none.
+    pub async fn list_resource_templates(
+        &self,
+        server: &str,
+        scope: Option<&str>,
+    ) -> Result<Vec<ResourceTemplate>> {
+        let list = |params| {
+            ClientRequest::ListResourceTemplatesRequest(ListResourceTemplatesRequest {
+                params,
+                ..Default::default()
+            })
+        };
+        let listed =
+            self.list_all(
+                server,
+                scope,
+                "resources/templates/list",
+                list,
+                |result| match result {
+                    ServerResult::ListResourceTemplatesResult(page) => {
+                        Some((page.resource_templates, page.next_cursor))
+                    }
+                    _ => None,
+                },
+            );
+        none_when_unsupported(listed.await)
+    }
+
+    /// Reads the resource at `uri` through the scope's pooled session.
+    ///
+    /// ```no_run
+    /// # async fn example(runtime: mcpwatch::Runtime) -> mcpwatch::Result<()> {
+    /// let read = runtime
+    ///     .read_resource("everything", "demo://resource/static/document/architecture.md", None)
+    ///     .await?;
+    /// for contents in read.contents {
+    ///     println!("{contents:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_resource(
+        &self,
+        server: &str,
+        uri: &str,
+        scope: Option<&str>,
+    ) -> Result<ReadResourceResult> {
         let scope = validate_scope(scope)?;
         let entry = self.entry(server)?;
-        let mut tools = Vec::new();
+        let make = || {
+            ClientRequest::ReadResourceRequest(ReadResourceRequest::new(
+                ReadResourceRequestParams::new(uri),
+            ))
+        };
+        let request = PooledRequest {
+            entry,
+            scope,
+            method: "resources/read",
+            tool: None,
+            make,
+            timeout: entry.spec.call_timeout,
+        };
+        match call::pooled(&self.inner.pool, request).await?.0 {
+            ServerResult::ReadResourceResult(result) => Ok(result),
+            other => Err(unexpected(server, "resources/read", &other)),
+        }
+    }
+
+    /// Every prompt of `server` (all pages), through the scope's pooled session.
+    /// A server without prompts (JSON-RPC "method not found") has none.
+    pub async fn list_prompts(&self, server: &str, scope: Option<&str>) -> Result<Vec<Prompt>> {
+        let list = |params| {
+            ClientRequest::ListPromptsRequest(ListPromptsRequest {
+                params,
+                ..Default::default()
+            })
+        };
+        let listed = self.list_all(server, scope, "prompts/list", list, |result| match result {
+            ServerResult::ListPromptsResult(page) => Some((page.prompts, page.next_cursor)),
+            _ => None,
+        });
+        none_when_unsupported(listed.await)
+    }
+
+    /// Gets the prompt `name` with `arguments` (a JSON object of strings, or
+    /// `None`) through the scope's pooled session.
+    ///
+    /// ```no_run
+    /// # async fn example(runtime: mcpwatch::Runtime) -> mcpwatch::Result<()> {
+    /// let prompt = runtime
+    ///     .get_prompt("everything", "args-prompt", Some(serde_json::json!({"city": "Paris"})), None)
+    ///     .await?;
+    /// println!("{} messages", prompt.messages.len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_prompt(
+        &self,
+        server: &str,
+        name: &str,
+        arguments: Option<serde_json::Value>,
+        scope: Option<&str>,
+    ) -> Result<GetPromptResult> {
+        let arguments = prompt_arguments(arguments)?;
+        let scope = validate_scope(scope)?;
+        let entry = self.entry(server)?;
+        let make = || {
+            let mut params = GetPromptRequestParams::new(name);
+            params.arguments = arguments.clone();
+            ClientRequest::GetPromptRequest(GetPromptRequest::new(params))
+        };
+        let request = PooledRequest {
+            entry,
+            scope,
+            method: "prompts/get",
+            tool: None,
+            make,
+            timeout: entry.spec.call_timeout,
+        };
+        match call::pooled(&self.inner.pool, request).await?.0 {
+            ServerResult::GetPromptResult(result) => Ok(result),
+            other => Err(unexpected(server, "prompts/get", &other)),
+        }
+    }
+
+    /// Follows a list's pages through the scope's pooled session.
+    async fn list_all<T>(
+        &self,
+        server: &str,
+        scope: Option<&str>,
+        method: &'static str,
+        list: impl Fn(Option<PaginatedRequestParams>) -> ClientRequest,
+        page: impl Fn(ServerResult) -> Option<(Vec<T>, Option<String>)>,
+    ) -> Result<Vec<T>> {
+        let scope = validate_scope(scope)?;
+        let entry = self.entry(server)?;
+        let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_LIST_PAGES {
             let page_cursor = cursor.clone();
             let make = || {
-                let params = page_cursor
-                    .clone()
-                    .map(|c| PaginatedRequestParams::default().with_cursor(Some(c)));
-                ClientRequest::ListToolsRequest(ListToolsRequest {
-                    params,
-                    ..Default::default()
-                })
+                list(
+                    page_cursor
+                        .clone()
+                        .map(|c| PaginatedRequestParams::default().with_cursor(Some(c))),
+                )
             };
             let request = PooledRequest {
                 entry,
                 scope,
-                method: "tools/list",
+                method,
                 tool: None,
                 make,
                 timeout: entry.spec.call_timeout,
             };
-            match call::pooled(&self.inner.pool, request).await?.0 {
-                ServerResult::ListToolsResult(page) => {
-                    tools.extend(page.tools);
-                    cursor = page.next_cursor;
-                    if cursor.is_none() {
-                        return Ok(tools);
-                    }
-                }
-                other => return Err(unexpected(server, "tools/list", &other)),
+            let Some((found, next)) = page(call::pooled(&self.inner.pool, request).await?.0) else {
+                return Err(Error::Protocol {
+                    server: server.to_owned(),
+                    detail: format!("unexpected answer to {method}"),
+                });
+            };
+            items.extend(found);
+            cursor = next;
+            if cursor.is_none() {
+                return Ok(items);
             }
         }
         Err(Error::Protocol {
             server: server.to_owned(),
-            detail: format!("more than {MAX_LIST_PAGES} pages of tools"),
+            detail: format!("more than {MAX_LIST_PAGES} pages answering {method}"),
         })
     }
 
-    /// Pings the scope's pooled session (opening it if needed); returns the round-trip time.
+    /// Checks the scope's pooled session (opening it if needed); returns the
+    /// round-trip time. The check is `ping`, or `server/discover` on a
+    /// `lifecycle = "discover"` server (the 2026-07-28 revision has no `ping`).
     pub async fn ping(&self, server: &str, scope: Option<&str>) -> Result<Duration> {
         let scope = validate_scope(scope)?;
         let entry = self.entry(server)?;
         let started = Instant::now();
-        let make = || ClientRequest::PingRequest(PingRequest::default());
+        let method = handler::health_request(&entry.spec).1;
+        let make = || handler::health_request(&entry.spec).0;
         let request = PooledRequest {
             entry,
             scope,
-            method: "ping",
+            method,
             tool: None,
             make,
             timeout: entry.spec.call_timeout,
@@ -559,6 +777,30 @@ fn tool_arguments(arguments: Option<serde_json::Value>) -> Result<Option<JsonObj
                 json_type(&other)
             ),
         }),
+    }
+}
+
+fn prompt_arguments(arguments: Option<serde_json::Value>) -> Result<Option<JsonObject>> {
+    let arguments = tool_arguments(arguments).map_err(|_| Error::InvalidRequest {
+        message: "prompt arguments must be a JSON object of strings".to_owned(),
+    })?;
+    if let Some((name, _)) = arguments
+        .iter()
+        .flatten()
+        .find(|(_, value)| !value.is_string())
+    {
+        return Err(Error::InvalidRequest {
+            message: format!("prompt argument `{name}` must be a string"),
+        });
+    }
+    Ok(arguments)
+}
+
+/// A server that does not implement a list method has nothing to list.
+fn none_when_unsupported<T>(listed: Result<Vec<T>>) -> Result<Vec<T>> {
+    match listed {
+        Err(Error::Rpc { code, .. }) if code == ErrorCode::METHOD_NOT_FOUND.0 => Ok(Vec::new()),
+        other => other,
     }
 }
 

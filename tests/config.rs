@@ -41,13 +41,19 @@ const EXAMPLE_ENV: &[(&str, &str)] = &[
     ("SENTRY_DSN", "https://key@sentry.example/1"),
     ("EVERYTHING_API_KEY", "api-key-secret"),
     ("REMOTE_TOKEN", "remote-secret"),
+    ("PROTECTED_CLIENT_SECRET", "client-secret-value"),
 ];
 
 #[test]
 fn the_example_file_loads() {
     let example = support::root().join("config/mcpwatch.example.toml");
     let config = load(Some(&example), env(EXAMPLE_ENV)).unwrap();
-    assert_eq!(config.servers.len(), 3);
+    assert_eq!(config.servers.len(), 4);
+    let oauth = config.servers["protected"].oauth.as_ref().unwrap();
+    assert_eq!(
+        oauth.client_secret.as_ref().unwrap().expose(),
+        "client-secret-value"
+    );
     let everything = &config.servers["everything"];
     assert_eq!(everything.transport, Some(TransportKind::Stdio));
     assert_eq!(everything.env["API_KEY"].expose(), "api-key-secret");
@@ -79,6 +85,12 @@ fn the_example_documents_every_key() {
     server.url = Some("http://x".into());
     server.idle_ttl = Some(std::time::Duration::from_secs(1));
     server.max_sessions = Some(1);
+    server.oauth = Some(mcpwatch::config::OAuthConfig {
+        client_id: Some("c".into()),
+        client_secret: Some(mcpwatch::config::Secret::new("s")),
+        client_metadata_url: Some("https://x/m.json".into()),
+        ..Default::default()
+    });
     config.servers.insert("s".into(), server);
     config.agent.token = Some(mcpwatch::config::Secret::new("t"));
     config.telemetry.otlp.endpoint = Some("http://x".into());
@@ -94,6 +106,7 @@ fn the_example_documents_every_key() {
         "telemetry",
         "otlp",
         "sentry",
+        "oauth",
     ] {
         keys.remove(key);
     }
@@ -248,6 +261,56 @@ fn every_problem_is_reported_at_once_with_its_key_path() {
         text.contains("is required for transport \"stdio\""),
         "{text}"
     );
+}
+
+/// The protocol keys of a server: policies, lifecycle and OAuth, each problem
+/// with its key path.
+#[test]
+fn protocol_and_oauth_keys_are_checked() {
+    let good = file(
+        "[servers.h]\ntransport = \"http\"\nurl = \"http://127.0.0.1:1/mcp\"\n\
+         sampling = \"off\"\nelicitation = \"accept_defaults\"\nlifecycle = \"discover\"\n\
+         [servers.h.oauth]\ngrant = \"client_credentials\"\nclient_id = \"c\"\nclient_secret = \"sekrit-value\"\n",
+    );
+    let config = load(Some(good.path()), env(&[])).unwrap();
+    let server = &config.servers["h"];
+    assert_eq!(server.sampling, mcpwatch::config::SamplingPolicy::Off);
+    assert_eq!(
+        server.elicitation,
+        mcpwatch::config::ElicitationPolicy::AcceptDefaults
+    );
+    assert_eq!(server.lifecycle, mcpwatch::config::Lifecycle::Discover);
+    assert!(
+        !format!("{config:?}").contains("sekrit-value"),
+        "the secret is redacted"
+    );
+
+    let bad = file(
+        "[servers.s]\ntransport = \"sse\"\nurl = \"http://127.0.0.1:1/sse\"\nlifecycle = \"discover\"\n\
+         sampling = \"maybe\"\n[servers.s.oauth]\n\
+         [servers.h]\ntransport = \"http\"\nurl = \"http://127.0.0.1:1/mcp\"\n\
+         headers = { Authorization = \"Bearer x\" }\n\
+         [servers.h.oauth]\ngrant = \"client_credentials\"\nclient_secret = \"s\"\n\
+         client_metadata_url = \"http://x/doc.json\"\nredirect_uri = \"not a url\"\n",
+    );
+    let error = load(Some(bad.path()), env(&[])).unwrap_err();
+    let paths: Vec<&str> = error.problems.iter().map(|p| p.path.as_str()).collect();
+    for expected in [
+        "servers.s.lifecycle",
+        "servers.s.sampling",
+        "servers.s.oauth",
+        "servers.h.headers.Authorization",
+        "servers.h.oauth.grant",
+        "servers.h.oauth.client_secret",
+        "servers.h.oauth.client_metadata_url",
+        "servers.h.oauth.redirect_uri",
+    ] {
+        assert!(
+            paths.contains(&expected),
+            "{expected} not reported; got:\n{error}"
+        );
+    }
+    assert!(!error.to_string().contains("Bearer x"), "{error}");
 }
 
 #[test]

@@ -30,6 +30,10 @@ pub fn router() -> Router<AgentState> {
         .route("/v1/tools/call", post(call_tool))
         .route("/v1/servers", get(servers))
         .route("/v1/servers/{server}/tools", get(list_tools))
+        .route("/v1/servers/{server}/resources", get(list_resources))
+        .route("/v1/servers/{server}/prompts", get(list_prompts))
+        .route("/v1/resources/read", post(read_resource))
+        .route("/v1/prompts/get", post(get_prompt))
         .route("/v1/sessions", get(sessions))
         .route("/v1/scopes/{scope}", delete(close_scope))
         .route("/v1/sessions/{server}/{scope}", delete(close_session))
@@ -78,7 +82,11 @@ async fn call_tool(
         Some(ms) => Some(Duration::from_millis(ms)),
         None => None,
     };
-    let options = CallOptions { scope, timeout };
+    let options = CallOptions {
+        scope,
+        timeout,
+        ..CallOptions::default()
+    };
     let key = headers
         .get(IDEMPOTENCY_HEADER)
         .map(|v| v.to_str().map(str::to_owned));
@@ -105,35 +113,68 @@ async fn call_tool(
     }
 }
 
+/// A successful call's answer, serialized straight from the result (no
+/// intermediate JSON tree on the hot path).
+#[derive(Serialize)]
+struct CallAnswer<'a> {
+    result: &'a rmcp::model::CallToolResult,
+    session: SessionAnswer,
+    duration_ms: f64,
+}
+
+#[derive(Serialize)]
+struct SessionAnswer {
+    reused: bool,
+    age_ms: u64,
+}
+
 async fn run_call(runtime: Runtime, body: CallBody, options: CallOptions) -> Answer {
-    let arguments = body.arguments;
     match runtime
-        .call_tool(&body.server, &body.tool, arguments, options)
+        .call_tool(&body.server, &body.tool, body.arguments, options)
         .await
     {
-        Ok(call) => Answer {
-            status: 200,
-            body: json!({
-                "result": call.result,
-                "session": {"reused": call.reused, "age_ms": call.session_age.as_millis() as u64},
-                "duration_ms": call.duration.as_secs_f64() * 1000.0,
-            }),
-            retry_after: None,
-        },
-        Err(error) => {
-            let error = ApiError::from(error);
-            Answer {
-                status: error.kind.http_status(),
-                body: json!({"error": {"type": error.kind.as_str(), "message": error.message}}),
-                retry_after: error.retry_after,
+        Ok(call) => {
+            let answer = CallAnswer {
+                result: &call.result,
+                session: SessionAnswer {
+                    reused: call.reused,
+                    age_ms: call.session_age.as_millis() as u64,
+                },
+                duration_ms: call.duration.as_secs_f64() * 1000.0,
+            };
+            match serde_json::to_vec(&answer) {
+                Ok(bytes) => Answer {
+                    status: 200,
+                    body: bytes.into(),
+                    retry_after: None,
+                },
+                Err(error) => error_answer(ApiError::new(
+                    crate::runtime::ErrorKind::ProtocolError,
+                    format!("cannot encode the tool result: {error}"),
+                )),
             }
         }
+        Err(error) => error_answer(ApiError::from(error)),
+    }
+}
+
+fn error_answer(error: ApiError) -> Answer {
+    let body = json!({"error": {"type": error.kind.as_str(), "message": error.message}});
+    Answer {
+        status: error.kind.http_status(),
+        body: body.to_string().into(),
+        retry_after: error.retry_after,
     }
 }
 
 fn answer_response(answer: Answer) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut response = (status, axum::Json(answer.body)).into_response();
+    let mut response = (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        answer.body,
+    )
+        .into_response();
     if let Some(value) = answer
         .retry_after
         .and_then(|r| axum::http::HeaderValue::from_str(&r).ok())
@@ -174,6 +215,122 @@ async fn list_tools(
     };
     match state.runtime.list_tools(&server, scope.as_deref()).await {
         Ok(tools) => axum::Json(json!({"tools": tools})).into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+async fn list_resources(
+    State(state): State<AgentState>,
+    Path(server): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let scope = match scope_of(None, &headers) {
+        Ok(scope) => scope,
+        Err(error) => return error.into_response(),
+    };
+    let runtime = &state.runtime;
+    let resources = match runtime.list_resources(&server, scope.as_deref()).await {
+        Ok(resources) => resources,
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    match runtime
+        .list_resource_templates(&server, scope.as_deref())
+        .await
+    {
+        Ok(templates) => {
+            axum::Json(json!({"resources": resources, "resource_templates": templates}))
+                .into_response()
+        }
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+async fn list_prompts(
+    State(state): State<AgentState>,
+    Path(server): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let scope = match scope_of(None, &headers) {
+        Ok(scope) => scope,
+        Err(error) => return error.into_response(),
+    };
+    match state.runtime.list_prompts(&server, scope.as_deref()).await {
+        Ok(prompts) => axum::Json(json!({"prompts": prompts})).into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+/// `POST /v1/resources/read` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadBody {
+    /// Server name.
+    pub server: String,
+    /// The resource's URI.
+    pub uri: String,
+    /// Scope; wins over the `X-Mcpwatch-Scope` header.
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+async fn read_resource(
+    State(state): State<AgentState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ReadBody>,
+) -> Response {
+    let _ticket = match state.admit().await {
+        Ok(ticket) => ticket,
+        Err(error) => return error.into_response(),
+    };
+    let scope = match scope_of(body.scope.as_deref(), &headers) {
+        Ok(scope) => scope,
+        Err(error) => return error.into_response(),
+    };
+    match state
+        .runtime
+        .read_resource(&body.server, &body.uri, scope.as_deref())
+        .await
+    {
+        Ok(result) => axum::Json(json!({"result": result})).into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+/// `POST /v1/prompts/get` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptBody {
+    /// Server name.
+    pub server: String,
+    /// Prompt name.
+    pub name: String,
+    /// Prompt arguments (a JSON object of strings).
+    #[serde(default)]
+    pub arguments: Option<Value>,
+    /// Scope; wins over the `X-Mcpwatch-Scope` header.
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+async fn get_prompt(
+    State(state): State<AgentState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<PromptBody>,
+) -> Response {
+    let _ticket = match state.admit().await {
+        Ok(ticket) => ticket,
+        Err(error) => return error.into_response(),
+    };
+    let scope = match scope_of(body.scope.as_deref(), &headers) {
+        Ok(scope) => scope,
+        Err(error) => return error.into_response(),
+    };
+    match state
+        .runtime
+        .get_prompt(&body.server, &body.name, body.arguments, scope.as_deref())
+        .await
+    {
+        Ok(result) => axum::Json(json!({"result": result})).into_response(),
         Err(error) => ApiError::from(error).into_response(),
     }
 }

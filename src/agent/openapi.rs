@@ -10,8 +10,11 @@ pub fn document() -> Value {
     let error_types: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
     let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     let ok = |description: &str, schema: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+    let scope_schema = json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[A-Za-z0-9._:@-]+$"});
     let scope_header = json!({"name": "X-Mcpwatch-Scope", "in": "header", "required": false,
-        "description": "The scope when the body has none (1-200 characters of [A-Za-z0-9._:@-]).", "schema": {"type": "string"}});
+        "description": "The scope when the body has none (1-200 characters of [A-Za-z0-9._:@-]).", "schema": scope_schema});
+    let scope_path =
+        json!({"name": "scope", "in": "path", "required": true, "schema": scope_schema});
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -49,8 +52,36 @@ pub fn document() -> Value {
             "/v1/servers/{server}/tools": {"get": {
                 "operationId": "listTools", "summary": "The server's tools (through the scope's pooled session).",
                 "parameters": [{"name": "server", "in": "path", "required": true, "schema": {"type": "string"}}, scope_header],
-                "responses": {"200": ok("Tools.", "Tools"), "401": error("Missing or wrong bearer token."),
+                "responses": {"200": ok("Tools.", "Tools"), "400": error("Bad scope."), "401": error("Missing or wrong bearer token."),
                     "404": error("Unknown server."), "502": error("Upstream failure."), "503": error("Breaker open."), "504": error("Timeout.")}
+            }},
+            "/v1/servers/{server}/resources": {"get": {
+                "operationId": "listResources", "summary": "The server's resources and resource templates (through the scope's pooled session); empty when the server has none.",
+                "parameters": [{"name": "server", "in": "path", "required": true, "schema": {"type": "string"}}, scope_header.clone()],
+                "responses": {"200": ok("Resources and templates.", "Resources"), "400": error("Bad scope."), "401": error("Missing or wrong bearer token."),
+                    "404": error("Unknown server."), "502": error("Upstream failure."), "503": error("Breaker open."), "504": error("Timeout.")}
+            }},
+            "/v1/servers/{server}/prompts": {"get": {
+                "operationId": "listPrompts", "summary": "The server's prompts (through the scope's pooled session); empty when the server has none.",
+                "parameters": [{"name": "server", "in": "path", "required": true, "schema": {"type": "string"}}, scope_header.clone()],
+                "responses": {"200": ok("Prompts.", "Prompts"), "400": error("Bad scope."), "401": error("Missing or wrong bearer token."),
+                    "404": error("Unknown server."), "502": error("Upstream failure."), "503": error("Breaker open."), "504": error("Timeout.")}
+            }},
+            "/v1/resources/read": {"post": {
+                "operationId": "readResource", "summary": "Read a resource on a server's pooled session for the scope.",
+                "parameters": [scope_header.clone()],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReadRequest"}}}},
+                "responses": {"200": ok("The MCP ReadResourceResult.", "Result"), "400": error("Malformed body, bad scope, or the server refused the request (unknown resource)."),
+                    "401": error("Missing or wrong bearer token."), "404": error("Unknown server."), "502": error("Upstream failure."),
+                    "503": error("breaker_open, pool_exhausted or shutting_down."), "504": error("Timeout.")}
+            }},
+            "/v1/prompts/get": {"post": {
+                "operationId": "getPrompt", "summary": "Get a prompt on a server's pooled session for the scope.",
+                "parameters": [scope_header.clone()],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PromptRequest"}}}},
+                "responses": {"200": ok("The MCP GetPromptResult.", "Result"), "400": error("Malformed body, bad scope or arguments, or the server refused the request (unknown prompt)."),
+                    "401": error("Missing or wrong bearer token."), "404": error("Unknown server."), "502": error("Upstream failure."),
+                    "503": error("breaker_open, pool_exhausted or shutting_down."), "504": error("Timeout.")}
             }},
             "/v1/sessions": {"get": {
                 "operationId": "listSessions", "summary": "Every live session.",
@@ -58,13 +89,13 @@ pub fn document() -> Value {
             }},
             "/v1/scopes/{scope}": {"delete": {
                 "operationId": "closeScope", "summary": "Close the scope's sessions on every server.",
-                "parameters": [{"name": "scope", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "parameters": [scope_path.clone()],
                 "responses": {"200": ok("How many sessions closed.", "Closed"), "400": error("Bad scope."), "401": error("Missing or wrong bearer token.")}
             }},
             "/v1/sessions/{server}/{scope}": {"delete": {
                 "operationId": "closeSession", "summary": "Close one pooled session.",
                 "parameters": [{"name": "server", "in": "path", "required": true, "schema": {"type": "string"}},
-                               {"name": "scope", "in": "path", "required": true, "schema": {"type": "string"}}],
+                               scope_path],
                 "responses": {"200": ok("How many sessions closed (0 or 1).", "Closed"), "400": error("Bad scope."),
                     "401": error("Missing or wrong bearer token."), "404": error("Unknown server.")}
             }},
@@ -92,6 +123,18 @@ pub fn document() -> Value {
                     "breaker": {"type": "string", "enum": ["closed", "half_open", "open"]},
                     "sessions": {"type": "integer"}, "protocol_version": {"type": ["string", "null"]}}}}}},
                 "Tools": {"type": "object", "properties": {"tools": {"type": "array", "items": {"type": "object", "description": "An MCP Tool."}}}},
+                "Resources": {"type": "object", "properties": {
+                    "resources": {"type": "array", "items": {"type": "object", "description": "An MCP Resource."}},
+                    "resource_templates": {"type": "array", "items": {"type": "object", "description": "An MCP ResourceTemplate."}}}},
+                "Prompts": {"type": "object", "properties": {"prompts": {"type": "array", "items": {"type": "object", "description": "An MCP Prompt."}}}},
+                "ReadRequest": {"type": "object", "required": ["server", "uri"], "additionalProperties": false, "properties": {
+                    "server": {"type": "string"}, "uri": {"type": "string"},
+                    "scope": {"type": ["string", "null"], "minLength": 1, "maxLength": 200, "pattern": "^[A-Za-z0-9._:@-]+$"}}},
+                "PromptRequest": {"type": "object", "required": ["server", "name"], "additionalProperties": false, "properties": {
+                    "server": {"type": "string"}, "name": {"type": "string"},
+                    "arguments": {"type": ["object", "null"], "additionalProperties": {"type": "string"}},
+                    "scope": {"type": ["string", "null"], "minLength": 1, "maxLength": 200, "pattern": "^[A-Za-z0-9._:@-]+$"}}},
+                "Result": {"type": "object", "required": ["result"], "properties": {"result": {"type": "object", "description": "The MCP result."}}},
                 "Sessions": {"type": "object", "properties": {"sessions": {"type": "array", "items": {"type": "object", "properties": {
                     "server": {"type": "string"}, "scope": {"type": "string"}, "transport": {"type": "string"},
                     "age_ms": {"type": "integer"}, "idle_ms": {"type": "integer"}, "calls": {"type": "integer"},

@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::{
-    AgentConfig, BreakerConfig, DEMO_SERVER, LogConfig, LogFormat, OtlpConfig, OtlpProtocol,
-    PoolConfig, RetryConfig, SentryConfig, ServerConfig, TelemetryConfig,
+    AgentConfig, BreakerConfig, DEMO_SERVER, ElicitationPolicy, JwtAlgorithm, Lifecycle, LogConfig,
+    LogFormat, OAuthConfig, OAuthGrant, OtlpConfig, OtlpProtocol, PoolConfig, RetryConfig,
+    SamplingPolicy, SentryConfig, ServerConfig, TelemetryConfig,
 };
 
 impl Default for AgentConfig {
@@ -98,6 +99,26 @@ impl Default for ServerConfig {
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),
             idempotent_tools: Vec::new(),
+            sampling: SamplingPolicy::default(),
+            elicitation: ElicitationPolicy::default(),
+            lifecycle: Lifecycle::default(),
+            oauth: None,
+        }
+    }
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        OAuthConfig {
+            grant: OAuthGrant::default(),
+            client_id: None,
+            client_secret: None,
+            private_key: None,
+            private_key_algorithm: JwtAlgorithm::default(),
+            client_metadata_url: None,
+            client_name: "mcpwatch".to_owned(),
+            scopes: Vec::new(),
+            redirect_uri: "http://localhost/mcpwatch/oauth/callback".to_owned(),
         }
     }
 }

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use serde_path_to_error::Segment;
 
-use super::{Config, ConfigProblem, ServerConfig, TransportKind};
+use super::{
+    Config, ConfigProblem, Lifecycle, OAuthConfig, OAuthGrant, ServerConfig, TransportKind,
+};
 
 /// Most problems reported for one load; past this the file is badly broken anyway.
 const MAX_PROBLEMS: usize = 200;
@@ -353,6 +355,86 @@ fn check_server(name: &str, server: &ServerConfig, problem: &mut impl FnMut(Stri
     }
     if server.breaker.cool_down.is_zero() {
         problem(at("breaker.cool_down"), "must be longer than 0s".into());
+    }
+    if let Some(oauth) = &server.oauth {
+        check_oauth(server, transport, oauth, &at, problem);
+    }
+    if server.lifecycle == Lifecycle::Discover && transport == TransportKind::Sse {
+        problem(
+            at("lifecycle"),
+            "\"discover\" is a 2026-07-28 lifecycle; legacy SSE servers speak 2024-11-05".into(),
+        );
+    }
+}
+
+fn check_oauth(
+    server: &ServerConfig,
+    transport: TransportKind,
+    oauth: &OAuthConfig,
+    at: &impl Fn(&str) -> String,
+    problem: &mut impl FnMut(String, String),
+) {
+    if transport != TransportKind::Http {
+        problem(
+            at("oauth"),
+            format!(
+                "applies only to transport \"http\", not \"{}\"",
+                transport.as_str()
+            ),
+        );
+    }
+    if server
+        .headers
+        .keys()
+        .any(|h| h.eq_ignore_ascii_case("authorization"))
+    {
+        problem(
+            at("headers.Authorization"),
+            "conflicts with oauth (mcpwatch sends the OAuth access token)".into(),
+        );
+    }
+    let has_id = oauth.client_id.as_deref().is_some_and(|id| !id.is_empty());
+    let has_secret = oauth.client_secret.as_ref().is_some_and(|s| !s.is_empty());
+    let has_key = oauth.private_key.as_ref().is_some_and(|s| !s.is_empty());
+    if oauth.grant == OAuthGrant::ClientCredentials && !(has_id && (has_secret || has_key)) {
+        problem(
+            at("oauth.grant"),
+            "\"client_credentials\" needs oauth.client_id and oauth.client_secret (or oauth.private_key)"
+                .into(),
+        );
+    }
+    if has_key && oauth.grant != OAuthGrant::ClientCredentials {
+        problem(
+            at("oauth.private_key"),
+            "applies only to grant \"client_credentials\" (private_key_jwt)".into(),
+        );
+    }
+    if has_key && has_secret {
+        problem(
+            at("oauth.private_key"),
+            "set oauth.client_secret or oauth.private_key, not both".into(),
+        );
+    }
+    if has_secret && !has_id {
+        problem(
+            at("oauth.client_secret"),
+            "needs oauth.client_id (the client the secret belongs to)".into(),
+        );
+    }
+    if let Some(url) = oauth.client_metadata_url.as_deref() {
+        let https = url::Url::parse(url)
+            .is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some() && u.path() != "/");
+        if !https {
+            problem(
+                at("oauth.client_metadata_url"),
+                format!(
+                    "`{url}` must be an https:// URL with a path (the client ID metadata document)"
+                ),
+            );
+        }
+    }
+    if let Err(message) = http_url(&oauth.redirect_uri) {
+        problem(at("oauth.redirect_uri"), message);
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use rmcp::Peer;
 use rmcp::model::{
     CancelledNotification, CancelledNotificationParam, ClientNotification, ClientRequest,
-    PingRequest, RequestId, ServerResult,
+    RequestId, ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, RoleClient, ServiceError};
 use rmcp::transport::DynamicTransportError;
@@ -24,7 +24,9 @@ use tokio::time::Instant;
 
 use super::breaker::Admission;
 use super::error::{Error, ErrorKind};
+use super::handler::health_request;
 use super::pool::Pool;
+use super::progress::ProgressRouter;
 use super::server::ServerEntry;
 use super::session::{CloseReason, Session};
 use super::transport::sse::SseError;
@@ -177,8 +179,8 @@ async fn attempt_once<F: Fn() -> ClientRequest>(
 
 /// Pings a session; false (and the session is left to be retired) if it does not answer.
 async fn healthy(pool: &Arc<Pool>, session: &Arc<Session>) -> bool {
-    let ping = ClientRequest::PingRequest(PingRequest::default());
-    send(pool, session, ping, "ping", None, SUSPECT_PING_TIMEOUT)
+    let (probe, method) = health_request(&session.server.spec);
+    send(pool, session, probe, method, None, SUSPECT_PING_TIMEOUT)
         .await
         .is_ok()
 }
@@ -220,6 +222,7 @@ pub(crate) async fn send(
     let guard = session.begin_request();
     let exchange = request_once(
         &session.peer,
+        &session.progress,
         &session.server.name,
         request,
         method,
@@ -325,6 +328,7 @@ pub(crate) async fn send(
 
 async fn request_once(
     peer: &Peer<RoleClient>,
+    progress: &Arc<ProgressRouter>,
     server: &str,
     request: ClientRequest,
     method: &str,
@@ -332,7 +336,10 @@ async fn request_once(
     span: &tracing::Span,
 ) -> (Result<ServerResult, Error>, Option<RequestId>) {
     let classify = |e| classify_service_error(server, method, deadline, e);
-    let mut options = PeerRequestOptions::with_timeout(deadline);
+    // No rmcp timeout: on expiry rmcp awaits its `notifications/cancelled` send,
+    // which over a stalled connection blocks past the deadline. The deadline is
+    // ours (below); the guard sends the cancellation in the background.
+    let mut options = PeerRequestOptions::no_options();
     if let Some(meta) = spans::trace_meta(span) {
         options = options.with_meta(meta);
     }
@@ -356,13 +363,22 @@ async fn request_once(
     if !span.is_disabled() {
         span.record(semconv::ATTR_REQUEST_ID, id.to_string());
     }
-    // rmcp enforces the deadline here and sends `notifications/cancelled` when it
-    // passes; the guard does the same if this future is dropped first.
+    let _progress = progress.track(&handle.progress_token, span);
+    // When the deadline passes (or this future is dropped first) the guard sends
+    // `notifications/cancelled` without making the caller wait for it.
     let guard = AbandonGuard {
         peer: peer.clone(),
         id: Some(id.clone()),
     };
-    let result = handle.await_response().await;
+    let Ok(result) = tokio::time::timeout(deadline, handle.await_response()).await else {
+        drop(guard);
+        let error = Error::Timeout {
+            server: server.to_owned(),
+            method: method.to_owned(),
+            after: deadline,
+        };
+        return (Err(error), Some(id));
+    };
     guard.disarm();
     (result.map_err(classify), Some(id))
 }
@@ -453,10 +469,16 @@ pub(crate) fn classify_service_error(
 ) -> Error {
     let server_name = server.to_owned();
     match error {
-        ServiceError::McpError(data) => Error::Rpc {
-            server: server_name,
-            code: data.code.0,
-            message: data.message.to_string(),
+        ServiceError::McpError(data) => match super::transport::http::too_large_limit(&data) {
+            Some(limit) => Error::ResponseTooLarge {
+                server: server_name,
+                limit,
+            },
+            None => Error::Rpc {
+                server: server_name,
+                code: data.code.0,
+                message: data.message.to_string(),
+            },
         },
         ServiceError::TransportSend(transport) => classify_transport_error(server, &transport),
         ServiceError::TransportClosed => Error::TransportClosed {
@@ -501,14 +523,17 @@ pub(crate) fn classify_transport_error(server: &str, error: &DynamicTransportErr
             StreamableHttpError::HttpStatus(status) => Error::HttpStatus {
                 server,
                 status: status.status,
+                retry_after: status.retry_after.clone(),
             },
             StreamableHttpError::AuthRequired(_) => Error::HttpStatus {
                 server,
                 status: 401,
+                retry_after: None,
             },
             StreamableHttpError::InsufficientScope(_) => Error::HttpStatus {
                 server,
                 status: 403,
+                retry_after: None,
             },
             StreamableHttpError::ResponseBodyTooLarge { max_size } => Error::ResponseTooLarge {
                 server,
@@ -523,7 +548,11 @@ pub(crate) fn classify_transport_error(server: &str, error: &DynamicTransportErr
                 detail: describe_reqwest(inner),
             },
             StreamableHttpError::UnexpectedServerResponse(text) => match http_status_in(text) {
-                Some(status) => Error::HttpStatus { server, status },
+                Some(status) => Error::HttpStatus {
+                    server,
+                    status,
+                    retry_after: None,
+                },
                 None => Error::Protocol {
                     server,
                     detail: text.to_string(),
@@ -553,9 +582,13 @@ pub(crate) fn classify_transport_error(server: &str, error: &DynamicTransportErr
                 server,
                 retry_after: retry_after.clone(),
             },
-            SseError::HttpStatus { status, .. } => Error::HttpStatus {
+            SseError::HttpStatus {
+                status,
+                retry_after,
+            } => Error::HttpStatus {
                 server,
                 status: *status,
+                retry_after: retry_after.clone(),
             },
             SseError::EventTooLarge { limit } => Error::ResponseTooLarge {
                 server,

@@ -192,12 +192,14 @@ pub enum Error {
         detail: String,
     },
     /// The upstream answered an HTTP error status.
-    #[error("{server}: upstream answered HTTP {status}")]
+    #[error("{server}: upstream answered HTTP {status}{}", retry_after.as_ref().map(|r| format!(" (Retry-After: {r})")).unwrap_or_default())]
     HttpStatus {
         /// Server name.
         server: String,
         /// The HTTP status code.
         status: u16,
+        /// The upstream's `Retry-After` (sent with 503 and other 5xx), passed on as is.
+        retry_after: Option<String>,
     },
     /// The upstream answered HTTP 429.
     #[error("{server}: rate limited by the upstream{}", retry_after.as_ref().map(|r| format!(" (Retry-After: {r})")).unwrap_or_default())]
@@ -280,10 +282,12 @@ impl Error {
         }
     }
 
-    /// The upstream's `Retry-After`, when it gave one.
+    /// The upstream's `Retry-After`, when it gave one (with a 429, a 503 or another 5xx).
     pub fn retry_after(&self) -> Option<&str> {
         match self {
-            Error::RateLimited { retry_after, .. } => retry_after.as_deref(),
+            Error::RateLimited { retry_after, .. } | Error::HttpStatus { retry_after, .. } => {
+                retry_after.as_deref()
+            }
             _ => None,
         }
     }

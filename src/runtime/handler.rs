@@ -1,15 +1,38 @@
 //! The client side of every session: what mcpwatch tells servers about itself,
-//! and what it does with their notifications.
+//! what it does with their notifications, and how it answers their requests.
+//!
+//! * Log messages (`notifications/message`) go to `tracing` under the target
+//!   `mcpwatch::server_log`, with the server's name.
+//! * Progress (`notifications/progress`) is counted and routed to its request
+//!   by the transport wrapper of `progress.rs`, not here.
+//! * `list_changed` notifications are counted and logged. mcpwatch keeps no
+//!   list cache (rmcp's response cache is turned off at connect), so the next
+//!   `tools/list` (`resources/list`, `prompts/list`) after one asks the server.
+//! * Requests from the server are answered by the server's policy
+//!   (`sampling`, `elicitation`): a headless agent has no person to ask.
+//!
+//! Every notification and request is counted
+//! (`mcp_client_notifications_total`, `mcp_client_server_requests_total`).
 
 use std::sync::Arc;
 
 use rmcp::ClientHandler;
-#[allow(deprecated)] // Logging is deprecated by SEP-2577, but servers still send it.
+#[allow(deprecated)]
+// Logging and sampling are deprecated by SEP-2577, but servers still use them.
 use rmcp::model::{
-    ClientCapabilities, ClientConfig, Implementation, LoggingLevel,
-    LoggingMessageNotificationParam, ProtocolVersion,
+    CancelledNotificationParam, ClientCapabilities, ClientConfig, ClientRequest,
+    CreateMessageRequestParams, CreateMessageResult, DiscoverRequest, DiscoverRequestParams,
+    ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationCapability, ErrorCode,
+    ErrorData, FormElicitationCapability, Implementation, ListRootsResult, LoggingLevel,
+    LoggingMessageNotificationParam, PingRequest, ProtocolVersion,
+    ResourceUpdatedNotificationParam, SamplingCapability,
 };
-use rmcp::service::{NotificationContext, RoleClient};
+use rmcp::service::{NotificationContext, RequestContext, RoleClient};
+use serde_json::{Map, Value};
+
+use crate::config::{ElicitationPolicy, Lifecycle, SamplingPolicy, ServerConfig};
+use crate::telemetry::Telemetry;
+use crate::telemetry::events::{NotificationReceived, ServerRequestAnswered};
 
 /// The protocol version mcpwatch offers in `initialize`.
 pub const OFFERED_PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion::V_2025_11_25;
@@ -20,27 +43,218 @@ pub const ACCEPTED_PROTOCOL_VERSIONS: [&str; 3] = ["2025-03-26", "2025-06-18", "
 /// Also accepted over legacy SSE, whose servers speak the 2024-11-05 revision.
 pub const LEGACY_SSE_PROTOCOL_VERSION: &str = "2024-11-05";
 
-/// The handler serving one session: identifies mcpwatch and routes server logs to tracing.
+/// The version a `lifecycle = "discover"` session asks for (and the only one it accepts).
+pub const DISCOVER_PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion::V_2026_07_28;
+
+/// JSON-RPC code of a declined sampling request (the spec's "user rejected").
+const SAMPLING_DECLINED: i32 = -1;
+
+/// The handler serving one session.
 #[derive(Debug, Clone)]
 pub(crate) struct McpClient {
     server: Arc<str>,
     info: ClientConfig,
+    sampling: SamplingPolicy,
+    elicitation: ElicitationPolicy,
+    telemetry: Arc<Telemetry>,
 }
 
 impl McpClient {
-    pub(crate) fn new(server: Arc<str>) -> McpClient {
+    pub(crate) fn new(
+        server: Arc<str>,
+        spec: &ServerConfig,
+        telemetry: Arc<Telemetry>,
+    ) -> McpClient {
         let info = ClientConfig::new(
-            ClientCapabilities::default(),
+            capabilities(spec),
             Implementation::new("mcpwatch", env!("CARGO_PKG_VERSION")),
         )
         .with_protocol_version(OFFERED_PROTOCOL_VERSION);
-        McpClient { server, info }
+        McpClient {
+            server,
+            info,
+            sampling: spec.sampling,
+            elicitation: spec.elicitation,
+            telemetry,
+        }
     }
+
+    fn notified(&self, method: &'static str) {
+        NotificationReceived {
+            server: &self.server,
+            method,
+        }
+        .emit(&self.telemetry);
+    }
+
+    fn answered(&self, method: &'static str, outcome: &'static str) {
+        ServerRequestAnswered {
+            server: &self.server,
+            method,
+            outcome,
+        }
+        .emit(&self.telemetry);
+    }
+}
+
+/// What mcpwatch advertises: sampling and form elicitation unless their policy is `off`.
+fn capabilities(spec: &ServerConfig) -> ClientCapabilities {
+    let mut capabilities = ClientCapabilities::default();
+    if spec.sampling != SamplingPolicy::Off {
+        capabilities.sampling = Some(SamplingCapability::default());
+    }
+    if spec.elicitation != ElicitationPolicy::Off {
+        capabilities.elicitation =
+            Some(ElicitationCapability::new().with_form(FormElicitationCapability::new()));
+    }
+    capabilities
+}
+
+/// The request that checks a session is alive, and its method name: `ping`, or
+/// `server/discover` on a 2026-07-28 session (which has no `ping`).
+pub(crate) fn health_request(spec: &ServerConfig) -> (ClientRequest, &'static str) {
+    match spec.lifecycle {
+        Lifecycle::Initialize => (ClientRequest::PingRequest(PingRequest::default()), "ping"),
+        Lifecycle::Discover => (
+            ClientRequest::DiscoverRequest(DiscoverRequest::new(DiscoverRequestParams {})),
+            "server/discover",
+        ),
+    }
+}
+
+/// The answer to a form elicitation under `accept_defaults`: every property's
+/// default, or `None` when a required property has none.
+fn defaults_of(schema: &Value) -> Option<Map<String, Value>> {
+    let properties = schema.get("properties").and_then(Value::as_object);
+    let mut content = Map::new();
+    for (name, property) in properties.into_iter().flatten() {
+        if let Some(default) = property.get("default") {
+            content.insert(name.clone(), default.clone());
+        }
+    }
+    let required = schema.get("required").and_then(Value::as_array);
+    let complete = required
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .all(|name| content.contains_key(name));
+    complete.then_some(content)
 }
 
 impl ClientHandler for McpClient {
     fn get_info(&self) -> ClientConfig {
         self.info.clone()
+    }
+
+    #[allow(deprecated)] // Sampling is deprecated by SEP-2577, but servers still ask.
+    async fn create_message(
+        &self,
+        _params: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        const METHOD: &str = "sampling/createMessage";
+        match self.sampling {
+            SamplingPolicy::Decline => {
+                self.answered(METHOD, "decline");
+                Err(ErrorData::new(
+                    ErrorCode(SAMPLING_DECLINED),
+                    "sampling declined: mcpwatch answers sampling requests by policy (sampling = \"decline\")",
+                    None,
+                ))
+            }
+            SamplingPolicy::Off => {
+                self.answered(METHOD, "unsupported");
+                Err(ErrorData::new(ErrorCode::METHOD_NOT_FOUND, METHOD, None))
+            }
+        }
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        const METHOD: &str = "elicitation/create";
+        let decline = || ElicitResult::new(ElicitationAction::Decline);
+        match self.elicitation {
+            ElicitationPolicy::Off => {
+                self.answered(METHOD, "unsupported");
+                Err(ErrorData::new(ErrorCode::METHOD_NOT_FOUND, METHOD, None))
+            }
+            ElicitationPolicy::Decline => {
+                self.answered(METHOD, "decline");
+                Ok(decline())
+            }
+            ElicitationPolicy::AcceptDefaults => {
+                let content = match &request {
+                    ElicitRequestParams::FormElicitationParams {
+                        requested_schema, ..
+                    } => serde_json::to_value(requested_schema)
+                        .ok()
+                        .and_then(|schema| defaults_of(&schema)),
+                    // A URL needs a person with a browser.
+                    _ => None,
+                };
+                match content {
+                    Some(content) => {
+                        self.answered(METHOD, "accept");
+                        Ok(ElicitResult::new(ElicitationAction::Accept)
+                            .with_content(Value::Object(content)))
+                    }
+                    None => {
+                        self.answered(METHOD, "decline");
+                        Ok(decline())
+                    }
+                }
+            }
+        }
+    }
+
+    #[allow(deprecated)] // Roots are deprecated by SEP-2577, but servers still ask.
+    async fn list_roots(
+        &self,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        // Not advertised: a server asking anyway learns there are none.
+        self.answered("roots/list", "unsupported");
+        Err(ErrorData::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            "roots/list",
+            None,
+        ))
+    }
+
+    async fn on_cancelled(
+        &self,
+        params: CancelledNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.notified("notifications/cancelled");
+        tracing::debug!(mcp.server.name = %self.server, request_id = ?params.request_id, reason = ?params.reason, "the server cancelled a request");
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.notified("notifications/tools/list_changed");
+        tracing::debug!(mcp.server.name = %self.server, "the server's tool list changed");
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.notified("notifications/resources/list_changed");
+        tracing::debug!(mcp.server.name = %self.server, "the server's resource list changed");
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.notified("notifications/prompts/list_changed");
+        tracing::debug!(mcp.server.name = %self.server, "the server's prompt list changed");
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.notified("notifications/resources/updated");
+        tracing::debug!(mcp.server.name = %self.server, uri = %params.uri, "a resource changed");
     }
 
     #[allow(deprecated)] // Logging is deprecated by SEP-2577, but servers still send it.
@@ -49,6 +263,7 @@ impl ClientHandler for McpClient {
         params: LoggingMessageNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
+        self.notified("notifications/message");
         let logger = params.logger.as_deref().unwrap_or("");
         let data = params.data.to_string();
         match params.level {
@@ -65,5 +280,43 @@ impl ClientHandler for McpClient {
                 tracing::error!(target: "mcpwatch::server_log", mcp_server = %self.server, logger, "{data}")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn accept_defaults_fills_every_default_and_needs_every_required_one() {
+        let schema = json!({"type": "object", "properties": {
+            "name": {"type": "string", "default": "John Doe"},
+            "age": {"type": "integer", "default": 30},
+            "note": {"type": "string"}},
+            "required": ["name"]});
+        let content = defaults_of(&schema).unwrap();
+        assert_eq!(
+            Value::Object(content),
+            json!({"name": "John Doe", "age": 30})
+        );
+        let missing = json!({"type": "object", "properties": {"email": {"type": "string"}}, "required": ["email"]});
+        assert!(defaults_of(&missing).is_none());
+    }
+
+    #[test]
+    fn capabilities_follow_the_policies() {
+        let mut spec = ServerConfig::builtin();
+        let advertised = serde_json::to_value(capabilities(&spec)).unwrap();
+        assert_eq!(
+            advertised,
+            json!({"sampling": {}, "elicitation": {"form": {}}})
+        );
+        spec.sampling = SamplingPolicy::Off;
+        spec.elicitation = ElicitationPolicy::Off;
+        assert_eq!(
+            serde_json::to_value(capabilities(&spec)).unwrap(),
+            json!({})
+        );
     }
 }

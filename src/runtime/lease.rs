@@ -7,12 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ListToolsRequest,
-    PingRequest, ServerResult, Tool,
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, GetPromptRequest,
+    GetPromptRequestParams, GetPromptResult, ListPromptsRequest, ListResourcesRequest,
+    ListToolsRequest, Prompt, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResult,
+    Resource, ServerResult, Tool,
 };
 
 use super::call;
 use super::error::{Error, Result};
+use super::handler::health_request;
 use super::pool::{Pin, Pool};
 use super::session::{CloseReason, Session, SessionInfo};
 use crate::telemetry::events::SessionUnclosed;
@@ -57,9 +60,33 @@ impl SessionLease {
         list_tools(&self.pool, &self.session).await
     }
 
-    /// Pings the server on this session.
+    /// Pings the server on this session (`server/discover` on a 2026-07-28 session).
     pub async fn ping(&self) -> Result<()> {
         ping(&self.pool, &self.session).await
+    }
+
+    /// Lists the first page of the server's resources.
+    pub async fn list_resources(&self) -> Result<Vec<Resource>> {
+        list_resources(&self.pool, &self.session).await
+    }
+
+    /// Reads the resource at `uri`.
+    pub async fn read_resource(&self, uri: &str) -> Result<ReadResourceResult> {
+        read_resource(&self.pool, &self.session, uri).await
+    }
+
+    /// Lists the first page of the server's prompts.
+    pub async fn list_prompts(&self) -> Result<Vec<Prompt>> {
+        list_prompts(&self.pool, &self.session).await
+    }
+
+    /// Gets the prompt `name` with `arguments` (a JSON object of strings).
+    pub async fn get_prompt(
+        &self,
+        name: &str,
+        arguments: Option<serde_json::Value>,
+    ) -> Result<GetPromptResult> {
+        get_prompt(&self.pool, &self.session, name, arguments).await
     }
 
     /// A snapshot of the session.
@@ -117,9 +144,33 @@ impl OwnedSession {
         list_tools(&self.pool, &self.session).await
     }
 
-    /// Pings the server on this session.
+    /// Pings the server on this session (`server/discover` on a 2026-07-28 session).
     pub async fn ping(&self) -> Result<()> {
         ping(&self.pool, &self.session).await
+    }
+
+    /// Lists the first page of the server's resources.
+    pub async fn list_resources(&self) -> Result<Vec<Resource>> {
+        list_resources(&self.pool, &self.session).await
+    }
+
+    /// Reads the resource at `uri`.
+    pub async fn read_resource(&self, uri: &str) -> Result<ReadResourceResult> {
+        read_resource(&self.pool, &self.session, uri).await
+    }
+
+    /// Lists the first page of the server's prompts.
+    pub async fn list_prompts(&self) -> Result<Vec<Prompt>> {
+        list_prompts(&self.pool, &self.session).await
+    }
+
+    /// Gets the prompt `name` with `arguments` (a JSON object of strings).
+    pub async fn get_prompt(
+        &self,
+        name: &str,
+        arguments: Option<serde_json::Value>,
+    ) -> Result<GetPromptResult> {
+        get_prompt(&self.pool, &self.session, name, arguments).await
     }
 
     /// A snapshot of the session.
@@ -211,15 +262,103 @@ async fn list_tools(pool: &Arc<Pool>, session: &Arc<Session>) -> Result<Vec<Tool
 }
 
 async fn ping(pool: &Arc<Pool>, session: &Arc<Session>) -> Result<()> {
-    let request = ClientRequest::PingRequest(PingRequest::default());
+    let (request, method) = health_request(&session.server.spec);
     call::send(
         pool,
         session,
         request,
-        "ping",
+        method,
         None,
         session.server.spec.call_timeout,
     )
     .await
     .map(|_| ())
+}
+
+/// Sends one request on the session under the server's `call_timeout` and
+/// takes the answer apart with `answer`.
+async fn request<T>(
+    pool: &Arc<Pool>,
+    session: &Arc<Session>,
+    request: ClientRequest,
+    method: &str,
+    answer: impl FnOnce(ServerResult) -> Option<T>,
+) -> Result<T> {
+    let timeout = session.server.spec.call_timeout;
+    let result = call::send(pool, session, request, method, None, timeout).await?;
+    answer(result).ok_or_else(|| Error::Protocol {
+        server: session.server.name.to_string(),
+        detail: format!("unexpected answer to {method}"),
+    })
+}
+
+async fn list_resources(pool: &Arc<Pool>, session: &Arc<Session>) -> Result<Vec<Resource>> {
+    let list = ClientRequest::ListResourcesRequest(ListResourcesRequest::default());
+    request(
+        pool,
+        session,
+        list,
+        "resources/list",
+        |result| match result {
+            ServerResult::ListResourcesResult(page) => Some(page.resources),
+            _ => None,
+        },
+    )
+    .await
+}
+
+async fn read_resource(
+    pool: &Arc<Pool>,
+    session: &Arc<Session>,
+    uri: &str,
+) -> Result<ReadResourceResult> {
+    let read = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(
+        ReadResourceRequestParams::new(uri),
+    ));
+    request(
+        pool,
+        session,
+        read,
+        "resources/read",
+        |result| match result {
+            ServerResult::ReadResourceResult(result) => Some(result),
+            _ => None,
+        },
+    )
+    .await
+}
+
+async fn list_prompts(pool: &Arc<Pool>, session: &Arc<Session>) -> Result<Vec<Prompt>> {
+    let list = ClientRequest::ListPromptsRequest(ListPromptsRequest::default());
+    request(pool, session, list, "prompts/list", |result| match result {
+        ServerResult::ListPromptsResult(page) => Some(page.prompts),
+        _ => None,
+    })
+    .await
+}
+
+async fn get_prompt(
+    pool: &Arc<Pool>,
+    session: &Arc<Session>,
+    name: &str,
+    arguments: Option<serde_json::Value>,
+) -> Result<GetPromptResult> {
+    let mut params = GetPromptRequestParams::new(name);
+    params.arguments = match arguments {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Object(map)) if map.values().all(serde_json::Value::is_string) => {
+            Some(map)
+        }
+        Some(_) => {
+            return Err(Error::InvalidRequest {
+                message: "prompt arguments must be a JSON object of strings".to_owned(),
+            });
+        }
+    };
+    let get = ClientRequest::GetPromptRequest(GetPromptRequest::new(params));
+    request(pool, session, get, "prompts/get", |result| match result {
+        ServerResult::GetPromptResult(result) => Some(result),
+        _ => None,
+    })
+    .await
 }

@@ -301,11 +301,7 @@ impl Pool {
         span: tracing::Span,
     ) -> Result<Arc<Session>, Error> {
         let started = Instant::now();
-        let connected = self
-            .connector
-            .connect(&entry.name, &entry.spec)
-            .instrument(span.clone())
-            .await;
+        let connected = self.connector.connect(entry).instrument(span.clone()).await;
         match connected {
             Ok(connection) => {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::breaker::{Breaker, BreakerState};
 use super::pool::Slot;
-use crate::config::{PoolConfig, ServerConfig, TransportKind};
+use super::transport::oauth::ServerOAuth;
+use crate::config::{ElicitationPolicy, PoolConfig, SamplingPolicy, ServerConfig, TransportKind};
 use crate::telemetry::Telemetry;
 use crate::telemetry::events::BreakerChanged;
 use crate::telemetry::metrics::ServerMetrics;
@@ -23,6 +24,8 @@ pub(crate) struct ServerEntry {
     /// `server.address` / `server.port` of http and sse servers.
     pub(crate) address: Option<(String, u16)>,
     pub(crate) breaker: Breaker,
+    /// OAuth tokens and authorization of an http server with `oauth`, shared by its sessions.
+    pub(crate) oauth: Option<Arc<ServerOAuth>>,
     pub(crate) metrics: ServerMetrics,
     pub(crate) telemetry: Arc<Telemetry>,
     /// Pooled sessions by scope (opening ones included).
@@ -52,6 +55,15 @@ impl ServerEntry {
             .circuit_state
             .with_label_values(&[name])
             .set(0);
+        // The answers this server's policies give, at 0 from the start, so that
+        // dashboards show the policy before a server first asks.
+        for (method, outcome) in policy_answers(spec) {
+            telemetry
+                .metrics
+                .server_requests
+                .with_label_values(&[name, method, outcome])
+                .inc_by(0);
+        }
         ServerEntry {
             name: Arc::from(name),
             spec: spec.clone(),
@@ -65,6 +77,14 @@ impl ServerEntry {
                 .and_then(|u| url::Url::parse(u).ok())
                 .and_then(|url| Some((url.host_str()?.to_owned(), url.port_or_known_default()?))),
             breaker: Breaker::new(spec.breaker.clone()),
+            oauth: spec
+                .oauth
+                .clone()
+                .filter(|_| kind == TransportKind::Http)
+                .map(|oauth| {
+                    let url = spec.url.as_deref().unwrap_or_default();
+                    Arc::new(ServerOAuth::new(Arc::from(name), url, oauth))
+                }),
             metrics,
             telemetry,
             slots: Mutex::new(HashMap::new()),
@@ -106,4 +126,21 @@ impl ServerEntry {
     pub(crate) fn is_idempotent(&self, tool: &str) -> bool {
         self.idempotent_tools.contains(tool)
     }
+}
+
+/// The `(mcp_method_name, outcome)` each request policy of `spec` answers with.
+fn policy_answers(spec: &ServerConfig) -> [(&'static str, &'static str); 2] {
+    let sampling = match spec.sampling {
+        SamplingPolicy::Decline => "decline",
+        SamplingPolicy::Off => "unsupported",
+    };
+    let elicitation = match spec.elicitation {
+        ElicitationPolicy::Decline => "decline",
+        ElicitationPolicy::AcceptDefaults => "accept",
+        ElicitationPolicy::Off => "unsupported",
+    };
+    [
+        ("sampling/createMessage", sampling),
+        ("elicitation/create", elicitation),
+    ]
 }

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::error::ErrorKind;
+use super::progress::ProgressRouter;
 use super::server::ServerEntry;
 use super::transport::http::SessionIdCell;
 use super::transport::stdio::ChildProcess;
@@ -121,6 +122,8 @@ pub(crate) struct Session {
     pub(crate) owned: bool,
     pub(crate) peer: Peer<RoleClient>,
     pub(crate) protocol_version: String,
+    /// Routes progress notifications to this session's requests.
+    pub(crate) progress: Arc<ProgressRouter>,
     service: Mutex<Option<McpService>>,
     process: Option<ChildProcess>,
     session_id: Option<SessionIdCell>,
@@ -165,6 +168,7 @@ impl Session {
             owned,
             peer,
             protocol_version: connection.protocol_version,
+            progress: connection.progress,
             service: Mutex::new(Some(connection.service)),
             process: connection.process,
             session_id: connection.session_id,

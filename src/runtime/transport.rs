@@ -7,6 +7,7 @@
 
 pub mod builtin;
 pub mod http;
+pub(crate) mod oauth;
 pub mod sse;
 pub mod stdio;
 
@@ -14,13 +15,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::ServiceExt;
-use rmcp::service::{ClientInitializeError, RoleClient, RunningService};
+use rmcp::service::{
+    ClientInitializeError, ClientLifecycleMode, ClientServiceExt, RoleClient, RunningService,
+};
+use rmcp::transport::async_rw::AsyncRwTransport;
+use rmcp::transport::{StreamableHttpClientTransport, Transport};
 use tokio_util::task::TaskTracker;
 
 use super::call::classify_transport_error;
 use super::error::Error;
-use super::handler::{ACCEPTED_PROTOCOL_VERSIONS, LEGACY_SSE_PROTOCOL_VERSION, McpClient};
-use crate::config::{ServerConfig, TransportKind};
+use super::handler::{
+    ACCEPTED_PROTOCOL_VERSIONS, DISCOVER_PROTOCOL_VERSION, LEGACY_SSE_PROTOCOL_VERSION, McpClient,
+};
+use super::progress::{Observed, ProgressRouter};
+use super::server::ServerEntry;
+use crate::config::{Lifecycle, ServerConfig, TransportKind};
 use http::SessionIdCell;
 use stdio::ChildProcess;
 
@@ -33,6 +42,8 @@ pub(crate) struct Connection {
     pub(crate) process: Option<ChildProcess>,
     pub(crate) session_id: Option<SessionIdCell>,
     pub(crate) protocol_version: String,
+    /// Routes the session's progress notifications to its requests.
+    pub(crate) progress: Arc<ProgressRouter>,
 }
 
 /// What opening a transport needs from the runtime.
@@ -43,14 +54,19 @@ pub(crate) struct Connector {
 }
 
 impl Connector {
-    /// Opens and initializes one session to `server`.
-    pub(crate) async fn connect(
-        &self,
-        server: &Arc<str>,
-        spec: &ServerConfig,
-    ) -> Result<Connection, Error> {
+    /// Opens and initializes one session to the server.
+    pub(crate) async fn connect(&self, entry: &ServerEntry) -> Result<Connection, Error> {
+        let (server, spec) = (&entry.name, &entry.spec);
         let deadline = spec.connect_timeout;
-        let attempt = self.connect_unbounded(server, spec);
+        let handler = McpClient::new(server.clone(), spec, entry.telemetry.clone());
+        let counter = entry
+            .telemetry
+            .metrics
+            .notifications
+            .with_label_values(&[server.as_ref(), "notifications/progress"]);
+        let progress = Arc::new(ProgressRouter::new(counter));
+        let oauth = entry.oauth.clone();
+        let attempt = self.connect_unbounded(server, spec, handler, &progress, oauth);
         let (service, process, session_id) = tokio::time::timeout(deadline, attempt)
             .await
             .map_err(|_| Error::Timeout {
@@ -62,16 +78,24 @@ impl Connector {
             .peer_info()
             .map(|info| info.protocol_version.to_string())
             .unwrap_or_default();
-        let accepted = ACCEPTED_PROTOCOL_VERSIONS.contains(&protocol_version.as_str())
-            || (spec.transport_kind() == TransportKind::Sse
-                && protocol_version == LEGACY_SSE_PROTOCOL_VERSION);
+        let accepted = match spec.lifecycle {
+            Lifecycle::Discover => protocol_version == DISCOVER_PROTOCOL_VERSION.as_str(),
+            Lifecycle::Initialize => {
+                ACCEPTED_PROTOCOL_VERSIONS.contains(&protocol_version.as_str())
+                    || (spec.transport_kind() == TransportKind::Sse
+                        && protocol_version == LEGACY_SSE_PROTOCOL_VERSION)
+            }
+        };
         if !accepted {
             let _ = tokio::time::timeout(Duration::from_secs(1), service.cancel()).await;
+            let wanted = match spec.lifecycle {
+                Lifecycle::Discover => DISCOVER_PROTOCOL_VERSION.to_string(),
+                Lifecycle::Initialize => ACCEPTED_PROTOCOL_VERSIONS.join(", "),
+            };
             return Err(Error::InitializeFailed {
                 server: server.to_string(),
                 detail: format!(
-                    "server speaks protocol version {protocol_version:?}; mcpwatch accepts {}",
-                    ACCEPTED_PROTOCOL_VERSIONS.join(", ")
+                    "server speaks protocol version {protocol_version:?}; mcpwatch accepts {wanted}"
                 ),
             });
         }
@@ -85,6 +109,7 @@ impl Connector {
             process,
             session_id,
             protocol_version,
+            progress,
         })
     }
 
@@ -92,9 +117,12 @@ impl Connector {
         &self,
         server: &Arc<str>,
         spec: &ServerConfig,
+        handler: McpClient,
+        progress: &Arc<ProgressRouter>,
+        oauth: Option<Arc<oauth::ServerOAuth>>,
     ) -> Result<(McpService, Option<ChildProcess>, Option<SessionIdCell>), Error> {
-        let handler = McpClient::new(server.clone());
         let name = server.to_string();
+        let lifecycle = spec.lifecycle;
         match spec.transport_kind() {
             TransportKind::Stdio => {
                 let (process, transport) = ChildProcess::spawn(server, spec, &self.tracker)
@@ -105,7 +133,7 @@ impl Connector {
                             spec.command.as_deref().unwrap_or_default()
                         ),
                     })?;
-                match handler.serve(transport).await {
+                match start(handler, transport, progress, lifecycle).await {
                     Ok(service) => Ok((service, Some(process), None)),
                     Err(error) => {
                         process.wait_exit(Duration::from_millis(200)).await;
@@ -120,17 +148,25 @@ impl Connector {
             }
             TransportKind::Http => {
                 let cell = SessionIdCell::default();
-                let transport =
-                    http::transport(&self.http, spec, cell.clone()).map_err(|detail| {
+                let (client, config) =
+                    http::parts(&self.http, spec, cell.clone()).map_err(|detail| {
                         Error::ConnectFailed {
                             server: name.clone(),
                             detail,
                         }
                     })?;
-                let service = handler
-                    .serve(transport)
-                    .await
-                    .map_err(|e| initialize_error(&name, e))?;
+                let started = match oauth {
+                    None => {
+                        let transport = StreamableHttpClientTransport::with_client(client, config);
+                        start(handler, transport, progress, lifecycle).await
+                    }
+                    Some(oauth) => {
+                        let client = oauth::Authorizing::new(client, oauth);
+                        let transport = StreamableHttpClientTransport::with_client(client, config);
+                        start(handler, transport, progress, lifecycle).await
+                    }
+                };
+                let service = started.map_err(|e| initialize_error(&name, e))?;
                 Ok((service, None, Some(cell)))
             }
             TransportKind::Sse => {
@@ -163,20 +199,42 @@ impl Connector {
                             other => other,
                         }
                     })?;
-                let service = handler
-                    .serve(transport)
+                let service = start(handler, transport, progress, lifecycle)
                     .await
                     .map_err(|e| initialize_error(&name, e))?;
                 Ok((service, None, None))
             }
             TransportKind::Builtin => {
-                let pipe = builtin::start(&self.tracker);
-                let service = handler
-                    .serve(pipe)
+                let (read, write) = tokio::io::split(builtin::start(&self.tracker));
+                let transport = AsyncRwTransport::new_client(read, write);
+                let service = start(handler, transport, progress, lifecycle)
                     .await
                     .map_err(|e| initialize_error(&name, e))?;
                 Ok((service, None, None))
             }
+        }
+    }
+}
+
+/// Starts the client service on `transport` with the server's lifecycle, its
+/// progress notifications routed by `progress`.
+async fn start<T>(
+    handler: McpClient,
+    transport: T,
+    progress: &Arc<ProgressRouter>,
+    lifecycle: Lifecycle,
+) -> Result<McpService, ClientInitializeError>
+where
+    T: Transport<RoleClient> + 'static,
+{
+    let transport = Observed::new(transport, progress.clone());
+    match lifecycle {
+        Lifecycle::Initialize => handler.serve(transport).await,
+        Lifecycle::Discover => {
+            let mode = ClientLifecycleMode::Discover {
+                preferred_versions: vec![DISCOVER_PROTOCOL_VERSION],
+            };
+            handler.serve_with_lifecycle(transport, mode).await
         }
     }
 }

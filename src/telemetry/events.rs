@@ -452,3 +452,69 @@ impl SessionUnclosed<'_> {
         }
     }
 }
+
+/// A notification from a server, counted by method.
+pub(crate) struct NotificationReceived<'a> {
+    pub server: &'a str,
+    /// The JSON-RPC method (a bounded set: the notifications rmcp knows).
+    pub method: &'static str,
+}
+
+impl NotificationReceived<'_> {
+    pub(crate) fn emit(&self, telemetry: &Telemetry) {
+        telemetry
+            .metrics
+            .notifications
+            .with_label_values(&[self.server, self.method])
+            .inc();
+    }
+}
+
+/// A progress notification for a request in flight: an event on the request's span.
+pub(crate) struct ProgressReceived<'a> {
+    pub span: &'a tracing::Span,
+    pub progress: f64,
+    pub total: Option<f64>,
+    pub message: Option<&'a str>,
+}
+
+impl ProgressReceived<'_> {
+    pub(crate) fn emit(&self) {
+        // The spans' target: exported to OTLP, kept out of the log lines.
+        self.span.in_scope(|| {
+            tracing::event!(
+                target: "mcpwatch::telemetry::spans",
+                tracing::Level::INFO,
+                mcp.progress.value = self.progress,
+                mcp.progress.total = self.total,
+                mcp.progress.message = self.message,
+                "mcp.progress"
+            )
+        });
+    }
+}
+
+/// A request from a server (sampling, elicitation, roots) answered by policy.
+pub(crate) struct ServerRequestAnswered<'a> {
+    pub server: &'a str,
+    /// `sampling/createMessage`, `elicitation/create`, `roots/list`, ...
+    pub method: &'static str,
+    /// `accept`, `decline` or `unsupported`.
+    pub outcome: &'static str,
+}
+
+impl ServerRequestAnswered<'_> {
+    pub(crate) fn emit(&self, telemetry: &Telemetry) {
+        telemetry
+            .metrics
+            .server_requests
+            .with_label_values(&[self.server, self.method, self.outcome])
+            .inc();
+        tracing::info!(
+            mcp.server.name = self.server,
+            mcp.method.name = self.method,
+            outcome = self.outcome,
+            "request from the server answered by policy"
+        );
+    }
+}

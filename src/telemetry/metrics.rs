@@ -37,6 +37,8 @@ pub struct Metrics {
     pub(crate) session_recoveries: IntCounterVec,
     pub(crate) circuit_state: IntGaugeVec,
     pub(crate) pool_capacity: IntGaugeVec,
+    pub(crate) notifications: IntCounterVec,
+    pub(crate) server_requests: IntCounterVec,
     /// Telemetry items dropped (full queue, rate limit), by `signal`.
     pub telemetry_dropped: IntCounterVec,
     /// Failed telemetry exports, by `signal`.
@@ -147,6 +149,16 @@ impl Metrics {
                 names::POOL_CAPACITY,
                 "The server's max_sessions.",
                 &[server],
+            )?,
+            notifications: counter(
+                names::NOTIFICATIONS,
+                "Notifications received from MCP servers, by method.",
+                &[server, names::LABEL_METHOD],
+            )?,
+            server_requests: counter(
+                names::SERVER_REQUESTS,
+                "Requests from MCP servers (sampling, elicitation, roots), by method and the policy's answer.",
+                &[server, names::LABEL_METHOD, names::LABEL_OUTCOME],
             )?,
             telemetry_dropped: counter(
                 names::TELEMETRY_DROPPED,

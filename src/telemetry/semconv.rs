@@ -26,6 +26,10 @@ pub const CIRCUIT_STATE: &str = "mcp_client_circuit_state";
 pub const POOL_CAPACITY: &str = "mcp_client_pool_capacity";
 /// Always 1, labelled with the build.
 pub const BUILD_INFO: &str = "mcpwatch_build_info";
+/// Notifications received from servers (progress, log messages, list changes, ...).
+pub const NOTIFICATIONS: &str = "mcp_client_notifications_total";
+/// Requests from servers (sampling, elicitation, roots) and how the policy answered.
+pub const SERVER_REQUESTS: &str = "mcp_client_server_requests_total";
 
 /// Telemetry items dropped, by signal.
 pub const TELEMETRY_DROPPED: &str = "mcpwatch_telemetry_dropped_total";
@@ -82,6 +86,13 @@ pub const ATTR_SERVER_NAME: &str = "mcp.server.name";
 pub const ATTR_SCOPE: &str = "mcp.scope";
 /// Ours: the close reason on `mcp.session.close`.
 pub const ATTR_CLOSE_REASON: &str = "mcp.session.close.reason";
+/// Ours: on the `mcp.progress` span event of a request, the progress so far.
+/// (events.rs writes these three names literally: `tracing` macros need identifiers.)
+pub const ATTR_PROGRESS: &str = "mcp.progress.value";
+/// Ours: on the `mcp.progress` span event, the total when the server knows it.
+pub const ATTR_PROGRESS_TOTAL: &str = "mcp.progress.total";
+/// Ours: on the `mcp.progress` span event, the server's status message.
+pub const ATTR_PROGRESS_MESSAGE: &str = "mcp.progress.message";
 /// Name of the internal span of a session close.
 pub const SPAN_SESSION_CLOSE: &str = "mcp.session.close";
 /// `gen_ai.tool.call.arguments` (only with `capture_payloads`).

@@ -24,6 +24,14 @@ Environment knobs:
     BAD_STARTUP_DELAY=secs  sleep before serving
     BAD_SPAWN_GRANDCHILD=1  at start, spawn `sleep 300` in our process group
                             (stdio of the grandchild is /dev/null)
+    BAD_CRASH_ON=initialize stdio: exit 5 on reading the first message (the
+                            initialize request), before answering; http: exit 5
+                            on the initialize POST
+    BAD_CRASH_ON=close      stdio: die by SIGSEGV once stdin reaches EOF (the
+                            client's close); http: exit 6 on the session DELETE
+
+`bad_server.py stdio ARG...` accepts extra arguments and ignores them (the
+`argv` tool shows them: tests prove they arrive without a shell).
 
 stdout carries only the protocol in stdio mode (except for the garbage_stdout
 tool); diagnostics go to stderr and to BAD_LOG.
@@ -163,9 +171,33 @@ async def garbage_stdout() -> str:
 
 
 @mcp.tool()
+async def partial_exit() -> str:
+    """Write half a JSON-RPC message (no newline) on the protocol stdout, then exit 0."""
+    os.write(_WIRE_STDOUT if _WIRE_STDOUT is not None else 1, b'{"jsonrpc": "2.0", "id": 2, "result": {"con')
+    log_event("partial_exit")
+    os._exit(0)
+
+
+@mcp.tool()
 async def big(size: int) -> str:
     """Return a string of exactly `size` bytes."""
     return "x" * max(size, 0)
+
+
+@mcp.tool()
+async def argv() -> str:
+    """Return sys.argv as a JSON list."""
+    import json
+
+    return json.dumps(sys.argv)
+
+
+@mcp.tool()
+async def environ() -> str:
+    """Return the process environment as a JSON object."""
+    import json
+
+    return json.dumps(dict(os.environ))
 
 
 @mcp.tool()
@@ -205,11 +237,60 @@ def _serve_uvicorn(app, port: int, mode: str, path: str) -> None:
     Server(config).run()
 
 
+def _crash_on_http(app):
+    """ASGI wrapper: exit the process on the initialize POST or the DELETE (BAD_CRASH_ON)."""
+    when = os.environ.get("BAD_CRASH_ON", "")
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        if when == "close" and scope["method"] == "DELETE":
+            log_event("crash close")
+            os._exit(6)
+        if when == "initialize" and scope["method"] == "POST":
+            chunks = []
+            more = True
+            while more:
+                message = await receive()
+                chunks.append(message.get("body", b""))
+                more = message.get("more_body", False)
+            body = b"".join(chunks)
+            if b'"initialize"' in body:
+                log_event("crash initialize")
+                os._exit(5)
+            replayed = False
+
+            async def replay():
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            return await app(scope, replay, send)
+        return await app(scope, receive, send)
+
+    return wrapped
+
+
+def _crash_on_initialize_stdio() -> None:
+    """Read the first protocol line (the initialize request), then exit 5 unanswered."""
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(0, 1)
+        if not chunk:
+            break
+        line += chunk
+    log_event("crash initialize")
+    os._exit(5)
+
+
 def main() -> None:
     global MODE, _WIRE_STDOUT
     parser = argparse.ArgumentParser(description="misbehaving MCP test server")
     sub = parser.add_subparsers(dest="mode", required=True)
-    sub.add_parser("stdio")
+    stdio = sub.add_parser("stdio")
+    stdio.add_argument("extra", nargs="*", help="ignored (see the argv tool)")
     http = sub.add_parser("http", help="streamable HTTP at /mcp")
     http.add_argument("--port", type=int, required=True)
     http.add_argument("--idle-timeout", type=float, default=None, help="session idle timeout, seconds")
@@ -239,9 +320,15 @@ def main() -> None:
     if delay > 0:
         time.sleep(delay)
 
+    crash_on = os.environ.get("BAD_CRASH_ON", "")
     if MODE == "stdio":
+        if crash_on == "initialize":
+            _crash_on_initialize_stdio()
         _WIRE_STDOUT = os.dup(1)  # non-inheritable, so children don't get it
         mcp.run("stdio")
+        if crash_on == "close":
+            log_event("crash close")
+            os.kill(os.getpid(), signal.SIGSEGV)
         if env_flag("BAD_IGNORE_EOF"):
             sys.stderr.write("bad_server: stdin EOF ignored, staying alive\n")
             sys.stderr.flush()
@@ -259,6 +346,8 @@ def main() -> None:
             if args.max_sessions is not None:
                 kwargs["max_sessions"] = args.max_sessions
         app = mcp.streamable_http_app(**kwargs)
+        if crash_on:
+            app = _crash_on_http(app)
         _serve_uvicorn(app, args.port, "http", "/mcp")
     elif MODE == "sse":
         app = mcp.sse_app(host="127.0.0.1")

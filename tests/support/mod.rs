@@ -3,6 +3,8 @@
 //! fd inspection, and metric reads. Every process started here is killed on drop.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod fake_mcp;
+pub mod proxy;
 pub mod receivers;
 
 use std::collections::BTreeMap;
@@ -207,6 +209,17 @@ pub async fn everything_http(mode: &str, port: u16) -> ServerProcess {
 
 /// The Python server in `http` or `sse` mode on `port`, logging events to a temp file.
 pub async fn python_http(mode: &str, port: u16, log: &Path, extra: &[&str]) -> ServerProcess {
+    python_http_env(mode, port, log, extra, &[]).await
+}
+
+/// [`python_http`] with extra `BAD_*` environment.
+pub async fn python_http_env(
+    mode: &str,
+    port: u16,
+    log: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> ServerProcess {
     let mut command = Command::new(python());
     command
         .arg(bad_server_py())
@@ -214,7 +227,8 @@ pub async fn python_http(mode: &str, port: u16, log: &Path, extra: &[&str]) -> S
         .arg("--port")
         .arg(port.to_string())
         .args(extra)
-        .env("BAD_LOG", log);
+        .env("BAD_LOG", log)
+        .envs(env.iter().copied());
     let process = ServerProcess {
         child: spawn_group(command),
         port,
@@ -315,6 +329,49 @@ pub fn my_children() -> Vec<u32> {
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Open file descriptors of process `pid` (0 when it is gone).
+pub fn fds_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Live (non-zombie) child processes of `parent`.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let parent = parent.to_string();
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 1 && fields[1] == parent && !matches!(fields[0], "Z" | "X") {
+            children.push(pid);
+        }
+    }
+    children
+}
+
+/// Resident set size of process `pid` in KiB (`VmRSS` of /proc/PID/status; 0 when gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -461,6 +518,23 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent with `config` (TOML; `[agent]` listen addresses are added) and `env`.
     pub async fn start(config: &str, env: &[(&str, &str)]) -> Agent {
+        Self::start_inner(config, env, None).await
+    }
+
+    /// Like [`Agent::start`], collecting every stderr line (the agent's log) into `stderr`.
+    pub async fn start_capturing(
+        config: &str,
+        env: &[(&str, &str)],
+        stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> Agent {
+        Self::start_inner(config, env, Some(stderr)).await
+    }
+
+    async fn start_inner(
+        config: &str,
+        env: &[(&str, &str)],
+        capture: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
+    ) -> Agent {
         use std::io::{BufRead, Write};
         let mut file = tempfile::NamedTempFile::new().unwrap();
         let config = if config.contains("[agent]") {
@@ -479,11 +553,25 @@ impl Agent {
             .arg("--config")
             .arg(file.path())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(if capture.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            });
         for (k, v) in env {
             command.env(k, v);
         }
         let mut child = command.spawn().unwrap();
+        if let (Some(lines), Some(stderr)) = (capture, child.stderr.take()) {
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let rest = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use http::{HeaderName, HeaderValue};
-use rmcp::model::{ClientJsonRpcMessage, JsonRpcMessage};
-use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::model::{ClientJsonRpcMessage, ErrorData, JsonRpcMessage, RequestId};
 use rmcp::transport::common::client_side_sse::ExponentialBackoff;
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpClientTransportConfig, StreamableHttpError,
@@ -28,6 +28,9 @@ use crate::config::ServerConfig;
 
 /// Requests one session may have in flight over HTTP.
 const MAX_CONCURRENT_REQUESTS: usize = 64;
+
+/// rmcp's own cap on a JSON (non-SSE) response body; below it, ours is checked here.
+const RMCP_MAX_JSON_RESPONSE: usize = 16 * 1024 * 1024;
 
 /// The session id the server issued, shared between the transport and the session.
 #[derive(Debug, Clone, Default)]
@@ -73,12 +76,13 @@ pub(crate) fn shared_client() -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
-/// Builds the rmcp transport for one session.
-pub(crate) fn transport(
+/// The HTTP client and the transport config of one session (the caller builds
+/// the rmcp transport, with the client wrapped for OAuth where configured).
+pub(crate) fn parts(
     client: &reqwest::Client,
     spec: &ServerConfig,
     session_id: SessionIdCell,
-) -> Result<StreamableHttpClientTransport<TrackingClient>, String> {
+) -> Result<(TrackingClient, StreamableHttpClientTransportConfig), String> {
     let mut headers = HashMap::new();
     for (name, value) in &spec.headers {
         let name = HeaderName::from_bytes(name.as_bytes())
@@ -98,13 +102,12 @@ pub(crate) fn transport(
     reconnect.base_duration = Duration::from_millis(500);
     reconnect.max_delay = Some(Duration::from_secs(8));
     config.retry_config = Arc::new(reconnect);
-    Ok(StreamableHttpClientTransport::with_client(
-        TrackingClient {
-            inner: client.clone(),
-            session_id,
-        },
-        config,
-    ))
+    let tracking = TrackingClient {
+        inner: client.clone(),
+        session_id,
+        max_response_bytes: spec.max_response_bytes,
+    };
+    Ok((tracking, config))
 }
 
 /// `reqwest::Client` plus session-id tracking and id-less error detection.
@@ -112,6 +115,69 @@ pub(crate) fn transport(
 pub(crate) struct TrackingClient {
     inner: reqwest::Client,
     session_id: SessionIdCell,
+    /// rmcp bounds SSE events by this, but JSON bodies only by its own 16 MiB.
+    max_response_bytes: usize,
+}
+
+/// Marks the JSON-RPC error that stands in for a request's SSE answer whose event
+/// exceeded `max_response_bytes` (`data.mcpwatch`); see [`too_large_limit`].
+const TOO_LARGE_MARKER: &str = "response_too_large";
+
+/// The limit, if `error` is the stand-in for an oversized SSE answer.
+pub(crate) fn too_large_limit(error: &ErrorData) -> Option<usize> {
+    let data = error.data.as_ref()?;
+    (data.get("mcpwatch")?.as_str()? == TOO_LARGE_MARKER)
+        .then(|| data.get("limit")?.as_u64())
+        .flatten()
+        .map(|limit| limit as usize)
+}
+
+/// rmcp ends a request's SSE answer whose event is over the limit with a stream
+/// error that reaches the caller as `transport_closed` (and so would retire a
+/// healthy session). This turns that error into a JSON-RPC error answering the
+/// request, which [`too_large_limit`] recognizes, and ends the stream.
+fn bound_sse_answer(
+    stream: BoxStream<'static, Result<Sse, SseError>>,
+    id: RequestId,
+    limit: usize,
+) -> BoxStream<'static, Result<Sse, SseError>> {
+    stream
+        .scan(false, move |ended, item| {
+            if *ended {
+                return futures::future::ready(None);
+            }
+            let item = match item {
+                Err(error) if error.to_string().contains("exceeded the maximum size") => {
+                    *ended = true;
+                    let answer = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {
+                        "code": -32603,
+                        "message": format!("response larger than max_response_bytes ({limit} bytes)"),
+                        "data": {"mcpwatch": TOO_LARGE_MARKER, "limit": limit}}});
+                    Ok(Sse::default().event("message").data(answer.to_string()))
+                }
+                other => other,
+            };
+            futures::future::ready(Some(item))
+        })
+        .boxed()
+}
+
+/// An `io::Write` that fails once more than its budget is written: measuring a
+/// message's JSON size stops at the limit.
+struct Budget(usize);
+
+impl std::io::Write for Budget {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 = self
+            .0
+            .checked_sub(buf.len())
+            .ok_or_else(|| std::io::Error::other("over budget"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl TrackingClient {
@@ -129,6 +195,14 @@ impl TrackingClient {
         };
         if let Some(session) = session {
             self.session_id.set(session);
+        }
+        if let StreamableHttpPostResponse::Json(answer, _) = &reply
+            && self.max_response_bytes < RMCP_MAX_JSON_RESPONSE
+            && serde_json::to_writer(Budget(self.max_response_bytes), answer).is_err()
+        {
+            return Err(StreamableHttpError::ResponseBodyTooLarge {
+                max_size: self.max_response_bytes,
+            });
         }
         if let StreamableHttpPostResponse::Json(JsonRpcMessage::Error(error), _) = &reply
             && error.id.is_none()
@@ -199,7 +273,16 @@ impl StreamableHttpClient for TrackingClient {
             )
             .await;
         match request {
-            Some(request) => self.check_reply(&request, attached, reply),
+            Some(request) => match self.check_reply(&request, attached, reply) {
+                Ok(StreamableHttpPostResponse::Sse(stream, session)) => {
+                    let JsonRpcMessage::Request(sent) = &request else {
+                        return Ok(StreamableHttpPostResponse::Sse(stream, session));
+                    };
+                    let stream = bound_sse_answer(stream, sent.id.clone(), max_sse_event_size);
+                    Ok(StreamableHttpPostResponse::Sse(stream, session))
+                }
+                other => other,
+            },
             None => reply,
         }
     }
