@@ -177,7 +177,7 @@ impl Connector {
                             detail: e.to_string(),
                         }
                     })?,
-                    headers: header_map(spec).map_err(|detail| Error::ConnectFailed {
+                    headers: http::header_map(spec).map_err(|detail| Error::ConnectFailed {
                         server: name.clone(),
                         detail,
                     })?,
@@ -237,18 +237,6 @@ where
             handler.serve_with_lifecycle(transport, mode).await
         }
     }
-}
-
-fn header_map(spec: &ServerConfig) -> Result<::http::HeaderMap, String> {
-    let mut headers = ::http::HeaderMap::new();
-    for (name, value) in &spec.headers {
-        let name = ::http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("bad header name `{name}`"))?;
-        let value = ::http::HeaderValue::from_str(value.expose())
-            .map_err(|_| format!("bad value for header `{name}`"))?;
-        headers.insert(name, value);
-    }
-    Ok(headers)
 }
 
 /// Classifies a failed `initialize`: transport trouble (refused, DNS, HTTP status)

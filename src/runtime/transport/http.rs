@@ -83,14 +83,10 @@ pub(crate) fn parts(
     spec: &ServerConfig,
     session_id: SessionIdCell,
 ) -> Result<(TrackingClient, StreamableHttpClientTransportConfig), String> {
-    let mut headers = HashMap::new();
-    for (name, value) in &spec.headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("bad header name `{name}`"))?;
-        let value = HeaderValue::from_str(value.expose())
-            .map_err(|_| format!("bad value for header `{name}`"))?;
-        headers.insert(name, value);
-    }
+    let headers: HashMap<HeaderName, HeaderValue> = header_map(spec)?
+        .into_iter()
+        .filter_map(|(name, value)| Some((name?, value)))
+        .collect();
     let mut config =
         StreamableHttpClientTransportConfig::with_uri(spec.url.clone().unwrap_or_default())
             .reinit_on_expired_session(false)
@@ -332,4 +328,17 @@ impl StreamableHttpClient for TrackingClient {
             )
             .await
     }
+}
+
+/// The configured extra headers (values are secrets: errors name the header only).
+pub(crate) fn header_map(spec: &ServerConfig) -> Result<http::HeaderMap, String> {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in &spec.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("bad header name `{name}`"))?;
+        let value = HeaderValue::from_str(value.expose())
+            .map_err(|_| format!("bad value for header `{name}`"))?;
+        headers.insert(name, value);
+    }
+    Ok(headers)
 }
