@@ -7,6 +7,9 @@
 //! cargo run --release --example raw_rmcp -- --tool echo --args '{"message":"hi"}' --calls 2000 -- node everything.js stdio
 //! cargo run --release --example raw_rmcp -- --tool echo --args '{"message":"hi"}' --calls 2000 --http http://127.0.0.1:3001/mcp
 //! ```
+//!
+//! `--latencies FILE` also writes every measured call's latency (microseconds,
+//! one per line, in call order) for the charts of `benches/charts.py`.
 
 use std::time::Instant;
 
@@ -30,6 +33,9 @@ struct Args {
     /// Calls to measure after 20 warm-up calls.
     #[arg(long, default_value_t = 1000)]
     calls: u64,
+    /// Write every measured call's latency (microseconds, one per line) to this file.
+    #[arg(long, value_name = "FILE")]
+    latencies: Option<std::path::PathBuf>,
     /// Streamable-HTTP endpoint; otherwise the command after `--` is spawned (stdio).
     #[arg(long)]
     http: Option<String>,
@@ -57,8 +63,12 @@ async fn main() -> anyhow::Result<()> {
                 .split_first()
                 .context("give --http URL or a command after --")?;
             let mut command = tokio::process::Command::new(program);
-            command.args(rest).stderr(std::process::Stdio::null());
-            info.serve(TokioChildProcess::new(command)?).await?
+            command.args(rest);
+            // The builder's default (inherit) would override a stderr set on the command.
+            let (transport, _) = TokioChildProcess::builder(command)
+                .stderr(std::process::Stdio::null())
+                .spawn()?;
+            info.serve(transport).await?
         }
     };
     let arguments = match &args.args {
@@ -86,7 +96,12 @@ async fn main() -> anyhow::Result<()> {
         }
         latencies.push(call_started.elapsed().as_micros() as u64);
     }
-    let report = mcpwatch::bench::summarize(latencies, errors, started.elapsed());
+    let elapsed = started.elapsed();
+    if let Some(path) = &args.latencies {
+        mcpwatch::bench::write_latencies(path, &latencies)
+            .with_context(|| format!("cannot write the latencies to {}", path.display()))?;
+    }
+    let report = mcpwatch::bench::summarize(latencies, errors, elapsed);
     println!("{}", serde_json::to_string(&report)?);
     client.cancel().await?;
     Ok(())

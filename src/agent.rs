@@ -10,6 +10,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod body;
+pub mod client;
 pub mod error;
 pub mod idempotency;
 pub mod openapi;
@@ -20,10 +21,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::TraceContextExt;
@@ -79,11 +80,7 @@ pub struct AgentReport {
 pub fn api_router(state: AgentState) -> Router {
     api::router()
         .fallback(api::not_found)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn_with_state(state.clone(), request))
         .with_state(state)
 }
 
@@ -182,42 +179,91 @@ fn listener_failed(result: std::io::Result<()>, stop: &CancellationToken) -> Age
 }
 
 /// Gives every request an id (`X-Request-Id`, taken from the request when sane),
-/// logs it with the outcome, and runs the handler in a span carrying it.
-async fn request_id(request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("{:016x}", fastrand::u64(..)));
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+/// runs it in a span carrying the id (parented on an incoming `traceparent`),
+/// checks the bearer token, and logs the outcome. One middleware rather than a
+/// layer each: every layer costs every request a boxed future and a service clone.
+async fn request(State(state): State<AgentState>, request: Request, next: Next) -> Response {
+    let id = request_id(request.headers());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id.as_str(),
+        method = %request.method(),
+        path = %request.uri().path()
+    );
     // An incoming `traceparent` makes the caller's trace the parent of this
     // request and so of every MCP span under it.
-    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
-    if parent.span().span_context().is_valid() {
-        let _ = span.set_parent(parent);
+    if request.headers().contains_key(TRACEPARENT) {
+        let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
+        if parent.span().span_context().is_valid() {
+            let _ = span.set_parent(parent);
+        }
     }
     let started = tokio::time::Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
-    let status = response.status().as_u16();
+    let mut response = match auth::check(&state, request.headers()) {
+        Ok(()) => next.run(request).instrument(span.clone()).await,
+        Err(error) => span.in_scope(|| error.into_response()),
+    };
     span.in_scope(|| {
         tracing::debug!(
-            status,
+            status = response.status().as_u16(),
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
             "request finished"
         );
     });
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", value);
+    if let Some(value) = id.header_value() {
+        response.headers_mut().insert(X_REQUEST_ID, value);
     }
     response
+}
+
+/// The W3C trace context header.
+const TRACEPARENT: &str = "traceparent";
+/// The request id header, read and answered.
+const X_REQUEST_ID: &str = "x-request-id";
+
+/// A request id: the caller's when sane (1 to 64 ASCII letters, digits and
+/// dashes), else 16 random hex digits.
+enum RequestId {
+    Given(HeaderValue),
+    Made([u8; 16]),
+}
+
+impl RequestId {
+    fn as_str(&self) -> &str {
+        match self {
+            // Checked to be ASCII when taken.
+            RequestId::Given(id) => id.to_str().unwrap_or_default(),
+            // Hex digits only: always UTF-8.
+            RequestId::Made(hex) => std::str::from_utf8(hex).unwrap_or_default(),
+        }
+    }
+
+    fn header_value(self) -> Option<HeaderValue> {
+        match self {
+            RequestId::Given(id) => Some(id),
+            RequestId::Made(hex) => HeaderValue::from_bytes(&hex).ok(),
+        }
+    }
+}
+
+fn request_id(headers: &axum::http::HeaderMap) -> RequestId {
+    let given = headers.get(X_REQUEST_ID).filter(|v| {
+        let v = v.as_bytes();
+        !v.is_empty() && v.len() <= 64 && v.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+    });
+    match given {
+        Some(id) => RequestId::Given(id.clone()),
+        None => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let mut n = fastrand::u64(..);
+            let mut hex = [0u8; 16];
+            for digit in hex.iter_mut().rev() {
+                *digit = HEX[(n & 0xf) as usize];
+                n >>= 4;
+            }
+            RequestId::Made(hex)
+        }
+    }
 }
 
 /// Reads W3C trace context from request headers.

@@ -2,6 +2,8 @@
 //! runtime, one session per call, or a running agent's HTTP API; then the
 //! latency distribution and throughput.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use crate::agent::client::CallClient;
 use crate::runtime::{CallOptions, Runtime};
 
 /// How calls are made.
@@ -43,6 +46,9 @@ pub struct BenchPlan {
     pub token: Option<String>,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Where to write every measured call's latency (microseconds, one per
+    /// line), for charts; none: not written.
+    pub latencies: Option<PathBuf>,
 }
 
 /// The result line (`--json`): microseconds and calls per second.
@@ -90,6 +96,16 @@ pub fn summarize(mut latencies: Vec<u64>, errors: u64, elapsed: Duration) -> Ben
     }
 }
 
+/// Writes `latencies` (microseconds) to `path`, one integer per line, in the
+/// order given (the order the calls finished, per worker).
+pub fn write_latencies(path: &Path, latencies: &[u64]) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for latency in latencies {
+        writeln!(out, "{latency}")?;
+    }
+    out.flush()
+}
+
 /// Runs the plan. `runtime` is needed for the `pooled` and `per-call-session` modes.
 pub async fn run(plan: &BenchPlan, runtime: Option<&Runtime>) -> Result<BenchReport, String> {
     let caller = Caller::new(plan, runtime)?;
@@ -134,6 +150,10 @@ pub async fn run(plan: &BenchPlan, runtime: Option<&Runtime>) -> Result<BenchRep
         .collect();
     let elapsed = started.elapsed();
     bar.finish_and_clear();
+    if let Some(path) = &plan.latencies {
+        write_latencies(path, &latencies)
+            .map_err(|e| format!("cannot write the latencies to {}: {e}", path.display()))?;
+    }
     Ok(summarize(
         latencies,
         errors.load(Ordering::Relaxed),
@@ -144,28 +164,25 @@ pub async fn run(plan: &BenchPlan, runtime: Option<&Runtime>) -> Result<BenchRep
 #[derive(Clone)]
 enum Caller {
     Runtime(Runtime),
-    Agent {
-        http: reqwest::Client,
-        url: String,
-        token: Option<String>,
-    },
+    /// Through the agent's API: a lean keep-alive HTTP/1.1 client, one
+    /// connection per call in flight, the request built once, only
+    /// `result.isError` of the answer decoded (see [`crate::agent::client`]).
+    Agent(Arc<CallClient>),
 }
 
 impl Caller {
     fn new(plan: &BenchPlan, runtime: Option<&Runtime>) -> Result<Caller, String> {
         match plan.mode {
             BenchMode::Agent => {
-                let http = reqwest::Client::builder()
-                    .tcp_nodelay(true)
-                    .pool_max_idle_per_host(plan.concurrency as usize)
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                let url = format!("{}/v1/tools/call", plan.agent.trim_end_matches('/'));
-                Ok(Caller::Agent {
-                    http,
-                    url,
-                    token: plan.token.clone(),
-                })
+                let body = serde_json::json!({"server": plan.server, "tool": plan.tool, "arguments": plan.arguments, "scope": "bench"});
+                let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+                let client = CallClient::new(
+                    &plan.agent,
+                    &body,
+                    plan.token.as_deref(),
+                    Duration::from_secs(60),
+                )?;
+                Ok(Caller::Agent(Arc::new(client)))
             }
             _ => runtime
                 .cloned()
@@ -204,21 +221,7 @@ impl Caller {
                     Err(error) => Err(error.to_string()),
                 }
             }
-            (Caller::Agent { http, url, token }, _) => {
-                let body = serde_json::json!({"server": plan.server, "tool": plan.tool, "arguments": plan.arguments, "scope": "bench"});
-                let mut request = http.post(url).json(&body).timeout(Duration::from_secs(60));
-                if let Some(token) = token {
-                    request = request.bearer_auth(token);
-                }
-                let response = request.send().await.map_err(|e| e.to_string())?;
-                let ok = response.status().is_success();
-                let body: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
-                if ok && body["result"]["isError"] != serde_json::Value::Bool(true) {
-                    Ok(())
-                } else {
-                    Err(body.to_string())
-                }
-            }
+            (Caller::Agent(client), _) => client.call().await,
         }
     }
 }
@@ -238,5 +241,18 @@ mod tests {
         assert_eq!(report.errors, 2);
         assert!((report.calls_per_s - 50.0).abs() < 1e-9);
         assert_eq!(summarize(Vec::new(), 0, Duration::ZERO).p50_us, 0);
+    }
+
+    #[test]
+    fn latencies_are_written_one_per_line() {
+        let dir = std::env::temp_dir().join(format!("mcpwatch-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("latencies.txt");
+        write_latencies(&path, &[300, 12, 4_000_000]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "300\n12\n4000000\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -121,6 +121,9 @@ struct BenchArgs {
     /// Print one JSON line: {"calls","errors","p50_us","p90_us","p99_us","max_us","calls_per_s"}.
     #[arg(long)]
     json: bool,
+    /// Write every measured call's latency (microseconds, one per line) to FILE, for charts.
+    #[arg(long, value_name = "FILE")]
+    latencies: Option<PathBuf>,
     #[command(flatten)]
     config: ConfigArg,
 }
@@ -450,6 +453,7 @@ async fn bench(
         agent: args.agent,
         token: args.token,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        latencies: args.latencies,
     };
     let (runtime, guard) = if plan.mode == BenchMode::Agent {
         init_logging(log_format.unwrap_or(config.log.format), &config.log.level);

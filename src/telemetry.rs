@@ -8,9 +8,9 @@
 //! * [`install`] wires the process: the `tracing` subscriber (logs to stderr, and
 //!   mcpwatch's spans to OTLP when an endpoint is configured) and the Sentry
 //!   client (when a DSN is configured). It returns a [`TelemetryGuard`] whose
-//!   [`TelemetryGuard::shutdown`] flushes both. A library user who installs their
-//!   own `tracing-opentelemetry` layer gets mcpwatch's spans in their pipeline
-//!   without calling `install`.
+//!   [`TelemetryGuard::shutdown`] flushes both. A library user with their own
+//!   OpenTelemetry pipeline hands its tracer to [`Telemetry::set_tracer`]
+//!   instead of calling `install`.
 //!
 //! Telemetry never blocks a call: spans and Sentry envelopes go into bounded
 //! queues drained by worker threads; when a queue is full the item is dropped and
@@ -34,7 +34,7 @@ use opentelemetry::trace::TracerProvider;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -62,6 +62,7 @@ pub struct Telemetry {
     pub(crate) sentry: SentryReporter,
     pub(crate) capture_payloads: bool,
     otlp_metrics: OnceLock<OtlpInstruments>,
+    tracer: OnceLock<SdkTracer>,
 }
 
 /// The two semconv histograms, exported over OTLP when `telemetry.otlp.metrics` is on.
@@ -85,12 +86,32 @@ impl Telemetry {
             sentry: SentryReporter::new(config.sentry.send_default_pii, Some(limited)),
             capture_payloads: config.capture_payloads,
             otlp_metrics: OnceLock::new(),
+            tracer: OnceLock::new(),
             metrics,
         })
     }
 
     pub(crate) fn otlp(&self) -> Option<&OtlpInstruments> {
         self.otlp_metrics.get()
+    }
+
+    /// Records this runtime's MCP spans through `tracer` (a library user's own
+    /// OpenTelemetry pipeline; [`install`] sets the OTLP one itself). The first
+    /// tracer set stays: false if one was set already.
+    ///
+    /// ```
+    /// use opentelemetry::trace::TracerProvider as _;
+    /// let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    /// let telemetry = mcpwatch::telemetry::Telemetry::new().unwrap();
+    /// assert!(telemetry.set_tracer(provider.tracer("mcpwatch")));
+    /// ```
+    pub fn set_tracer(&self, tracer: SdkTracer) -> bool {
+        self.tracer.set(tracer).is_ok()
+    }
+
+    /// The tracer MCP spans are recorded with, if any.
+    pub(crate) fn tracer(&self) -> Option<&SdkTracer> {
+        self.tracer.get()
     }
 }
 
@@ -209,12 +230,10 @@ fn install_inner(
     };
 
     let level = &config.log.level;
-    // The MCP spans are for OTLP: log lines do without them (formatting their
-    // fields for the log layer on every call would cost the call path).
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| {
             EnvFilter::try_new(format!(
-                "{level},rmcp=warn,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,mcpwatch::telemetry::spans=off"
+                "{level},rmcp=warn,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off"
             ))
         })
         .unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
@@ -225,14 +244,26 @@ fn install_inner(
         LogFormat::Json => fmt.json().boxed(),
         LogFormat::Text => fmt.boxed(),
     };
-    // Spans go to OTLP whatever the log level: their filter is their own.
-    // A `None` layer would still make the registry build every span; only add
-    // the OpenTelemetry layer when there is somewhere to send spans.
+    // The MCP spans are built with the OpenTelemetry API (`spans.rs`) through
+    // the runtime's tracer. The `tracing-opentelemetry` layer carries the
+    // agent's request spans (and a caller's own `tracing` spans under
+    // `mcpwatch`), which parent the MCP spans. Only the attributes we set: no
+    // code location, thread, target or busy/idle timings (each costs the
+    // request an attribute and the export thread its encoding), and no
+    // OpenTelemetry context attached on every poll (the MCP spans read their
+    // parent from the current `tracing` span). A `None` layer would still make
+    // the registry build every span: add it only when spans are exported.
     let mut layers: Vec<Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>> =
         vec![fmt.with_filter(filter).boxed()];
     if let Some(provider) = &tracer {
+        telemetry.set_tracer(provider.tracer("mcpwatch"));
         let otel = tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("mcpwatch"))
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
+            .with_context_activation(false)
             .with_filter(
                 tracing_subscriber::filter::Targets::new()
                     .with_target("mcpwatch", tracing::Level::INFO),

@@ -16,6 +16,8 @@ use mcpwatch::config::{ElicitationPolicy, Lifecycle, SamplingPolicy, ServerConfi
 use mcpwatch::{CallOptions, ErrorKind, Progress, Runtime};
 use rmcp::model::ResourceContents;
 use serde_json::{Value, json};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use support::receivers::{Behaviour, OtlpReceiver};
 use support::{eventually, metric, text};
 
 /// server-everything 2026.8.31's tools for a client that advertises sampling and
@@ -264,10 +266,6 @@ async fn every_tool_of_server_everything() {
         "every progress notification, in order, before the result"
     );
     assert!(notifications(&runtime, "notifications/progress") >= 4.0);
-    assert!(
-        logs.text().contains("mcp.progress.value=4"),
-        "progress is an event on the request's span"
-    );
 
     // Elicitation: declined by default (a headless agent has no one to ask).
     exercised.insert("trigger-elicitation-request");
@@ -535,10 +533,14 @@ async fn sampling_and_elicitation_policies() {
 /// increasing), as `mcp.progress` events on the request's span, and counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_reaches_the_callback_the_span_and_the_counter() {
-    let logs = support::LogCapture::start();
-    let runtime = Runtime::start(support::config([("demo", support::demo_stdio())]))
-        .await
-        .unwrap();
+    let receiver = OtlpReceiver::start(Behaviour::Answer).await;
+    let (telemetry, tracer) = receiver.traced_telemetry();
+    let runtime = Runtime::start_with(
+        support::config([("demo", support::demo_stdio())]),
+        telemetry,
+    )
+    .await
+    .unwrap();
     let seen: Arc<Mutex<Vec<f64>>> = Arc::default();
     let sink = seen.clone();
     let options =
@@ -569,20 +571,6 @@ async fn progress_reaches_the_callback_the_span_and_the_counter() {
         "{counted} counted, {} seen",
         seen.len()
     );
-    let events: Vec<String> = logs
-        .text()
-        .lines()
-        .filter(|l| l.contains("mcp.progress"))
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(events.len(), seen.len(), "{events:?}");
-    assert!(
-        events
-            .iter()
-            .all(|l| l.contains("mcp.request{") && l.contains("mcp.method.name=\"tools/call\"")),
-        "in the tools/call span: {events:?}"
-    );
-
     // A call without a callback still counts its progress; nothing leaks into
     // the next call's callback.
     runtime
@@ -611,6 +599,36 @@ async fn progress_reaches_the_callback_the_span_and_the_counter() {
         .unwrap();
     assert_eq!(quiet.load(Ordering::Relaxed), 0);
     runtime.shutdown(Duration::from_secs(5)).await;
+
+    // Each progress delivered is an `mcp.progress` event on its request's span.
+    tokio::task::spawn_blocking(move || tracer.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+    let spans = receiver.spans();
+    let first = spans
+        .iter()
+        .find(|s| s.name == "tools/call sleep" && !s.events.is_empty())
+        .expect("the first sleep's span, with events");
+    let values: Vec<String> = first
+        .events
+        .iter()
+        .filter(|e| e.name == "mcp.progress")
+        .map(|e| {
+            let value = e
+                .attributes
+                .iter()
+                .find(|kv| kv.key == "mcp.progress.value")
+                .and_then(|kv| kv.value.clone())
+                .and_then(|v| v.value);
+            format!("{value:?}")
+        })
+        .collect();
+    let expected: Vec<String> = seen
+        .iter()
+        .map(|p| format!("{:?}", Some(AnyValue::DoubleValue(*p))))
+        .collect();
+    assert_eq!(values, expected, "one event per progress delivered, in order");
 }
 
 mod dynamic {

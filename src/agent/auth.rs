@@ -1,26 +1,18 @@
 //! Bearer-token check for the API, in constant time.
 
-use axum::extract::{Request, State};
-use axum::http::header;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::state::AgentState;
 use crate::runtime::ErrorKind;
 
-/// Rejects requests without the configured token (when one is configured).
-pub async fn require_token(
-    State(state): State<AgentState>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// Refuses requests without the configured token (when one is configured).
+pub fn check(state: &AgentState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = state.token.as_ref() else {
-        return next.run(request).await;
+        return Ok(());
     };
-    let presented = request
-        .headers()
+    let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
@@ -29,13 +21,12 @@ pub async fn require_token(
         })
         .map(str::trim);
     match presented {
-        Some(token) if token_matches(token, expected.expose()) => next.run(request).await,
-        Some(_) => ApiError::new(ErrorKind::Unauthorized, "wrong bearer token").into_response(),
-        None => ApiError::new(
+        Some(token) if token_matches(token, expected.expose()) => Ok(()),
+        Some(_) => Err(ApiError::new(ErrorKind::Unauthorized, "wrong bearer token")),
+        None => Err(ApiError::new(
             ErrorKind::Unauthorized,
             "missing `Authorization: Bearer <token>` header",
-        )
-        .into_response(),
+        )),
     }
 }
 

@@ -42,6 +42,12 @@ impl<T: DeserializeOwned> FromRequest<AgentState> for JsonBody<T> {
                 "the request body is empty; send a JSON object",
             ));
         }
+        // The fast path: plain serde_json. Only a body that fails is parsed again
+        // with serde_path_to_error, whose path tracking costs every field, for an
+        // error that names where the problem is.
+        if let Ok(value) = serde_json::from_slice(&bytes) {
+            return Ok(JsonBody(value));
+        }
         // serde_json's recursion limit (128) stays on: deeply nested JSON is an error, not a stack overflow.
         let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {

@@ -31,8 +31,8 @@ use super::server::ServerEntry;
 use super::session::{CloseReason, Session};
 use super::transport::sse::SseError;
 use crate::telemetry::events::{RequestFinished, Retried, SessionRecovered};
-use crate::telemetry::{semconv, spans};
-use tracing::Instrument;
+use crate::telemetry::semconv;
+use crate::telemetry::spans::{self, McpSpan};
 
 /// Deadline of the health ping sent before reusing a session whose last request timed out.
 const SUSPECT_PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -214,7 +214,7 @@ pub(crate) async fn send(
     if telemetry.capture_payloads
         && let Some(arguments) = &arguments
     {
-        span.record(
+        span.set(
             semconv::ATTR_TOOL_ARGUMENTS,
             serde_json::Value::Object(arguments.clone()).to_string(),
         );
@@ -230,7 +230,7 @@ pub(crate) async fn send(
         &span,
     );
     let (mut outcome, request_id) = tokio::select! {
-        done = exchange.instrument(span.clone()) => done,
+        done = exchange => done,
         () = session.ended() => {
             let closed = Error::TransportClosed {
                 server: session.server.name.to_string(),
@@ -291,8 +291,7 @@ pub(crate) async fn send(
         ),
     };
     if let Some(kind) = error_type {
-        spans::record_error(
-            &span,
+        span.record_error(
             kind.as_str(),
             error_message.as_deref().unwrap_or_default(),
             rpc_code,
@@ -307,7 +306,7 @@ pub(crate) async fn send(
     if telemetry.capture_payloads
         && let Some(result) = &result_value
     {
-        span.record(semconv::ATTR_TOOL_RESULT, result.to_string());
+        span.set(semconv::ATTR_TOOL_RESULT, result.to_string());
     }
     RequestFinished {
         session: session.facts(),
@@ -333,14 +332,14 @@ async fn request_once(
     request: ClientRequest,
     method: &str,
     deadline: Duration,
-    span: &tracing::Span,
+    span: &McpSpan,
 ) -> (Result<ServerResult, Error>, Option<RequestId>) {
     let classify = |e| classify_service_error(server, method, deadline, e);
     // No rmcp timeout: on expiry rmcp awaits its `notifications/cancelled` send,
     // which over a stalled connection blocks past the deadline. The deadline is
     // ours (below); the guard sends the cancellation in the background.
     let mut options = PeerRequestOptions::no_options();
-    if let Some(meta) = spans::trace_meta(span) {
+    if let Some(meta) = span.trace_meta() {
         options = options.with_meta(meta);
     }
     // Handing the request to rmcp's worker is normally immediate (then this
@@ -360,8 +359,8 @@ async fn request_once(
             }
         };
     let id = handle.id.clone();
-    if !span.is_disabled() {
-        span.record(semconv::ATTR_REQUEST_ID, id.to_string());
+    if span.is_recording() {
+        span.set(semconv::ATTR_REQUEST_ID, id.to_string());
     }
     let _progress = progress.track(&handle.progress_token, span);
     // When the deadline passes (or this future is dropped first) the guard sends

@@ -24,8 +24,7 @@ use super::session::{CloseOutcome, CloseReason, Session};
 use super::transport::Connector;
 use crate::telemetry::Telemetry;
 use crate::telemetry::events::{OpenFailed, SessionOpened};
-use crate::telemetry::spans;
-use tracing::Instrument;
+use crate::telemetry::spans::{self, McpSpan};
 
 /// How long a close may take before the stdio process group is killed.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -259,7 +258,7 @@ impl Pool {
         entry: Arc<ServerEntry>,
         scope: Arc<str>,
         slot: Arc<Slot>,
-        span: tracing::Span,
+        span: McpSpan,
     ) {
         let pool = self.clone();
         self.tracker.spawn(async move {
@@ -298,10 +297,10 @@ impl Pool {
         entry: &Arc<ServerEntry>,
         scope: Arc<str>,
         owned: bool,
-        span: tracing::Span,
+        span: McpSpan,
     ) -> Result<Arc<Session>, Error> {
         let started = Instant::now();
-        let connected = self.connector.connect(entry).instrument(span.clone()).await;
+        let connected = self.connector.connect(entry).await;
         match connected {
             Ok(connection) => {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);

@@ -27,6 +27,7 @@ use rmcp::service::{RoleClient, RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
 
 use crate::telemetry::events::ProgressReceived;
+use crate::telemetry::spans::McpSpan;
 
 /// Notifications kept for requests not tracked yet (oldest dropped first).
 const EARLY_CAP: usize = 32;
@@ -98,7 +99,7 @@ struct RouterState {
 
 #[derive(Debug)]
 struct Route {
-    span: tracing::Span,
+    span: McpSpan,
     callback: Option<ProgressCallback>,
     /// The last progress delivered: the spec has it increase, so a stale one is dropped.
     last: Option<f64>,
@@ -123,10 +124,10 @@ impl ProgressRouter {
     pub(crate) fn track(
         self: &Arc<Self>,
         token: &ProgressToken,
-        span: &tracing::Span,
+        span: &McpSpan,
     ) -> Option<Tracked> {
         let callback = current_callback();
-        if callback.is_none() && span.is_disabled() {
+        if callback.is_none() && !span.is_recording() {
             return None;
         }
         let early: Vec<ProgressNotificationParam> = {
@@ -191,7 +192,7 @@ impl ProgressRouter {
         let Some((span, callback)) = target else {
             return;
         };
-        if !span.is_disabled() {
+        if span.is_recording() {
             ProgressReceived {
                 span: &span,
                 progress: param.progress,
@@ -291,7 +292,7 @@ mod tests {
         let (callback, seen) = collecting();
         let token = param(7, 0.0).progress_token;
         let tracked = with_callback(Some(callback), async {
-            router.track(&token, &tracing::Span::none())
+            router.track(&token, &McpSpan::none())
         })
         .await;
         assert!(tracked.is_some());
@@ -317,7 +318,7 @@ mod tests {
         let (callback, seen) = collecting();
         let token = param(1, 0.0).progress_token;
         let _tracked = with_callback(Some(callback), async {
-            router.track(&token, &tracing::Span::none())
+            router.track(&token, &McpSpan::none())
         })
         .await;
         assert_eq!(*seen.lock().unwrap(), vec![0.5]);
@@ -328,7 +329,7 @@ mod tests {
     fn nothing_is_tracked_without_a_callback_or_a_recorded_span() {
         let router = Arc::new(ProgressRouter::default());
         let token = param(1, 0.0).progress_token;
-        assert!(router.track(&token, &tracing::Span::none()).is_none());
+        assert!(router.track(&token, &McpSpan::none()).is_none());
         for i in 0..(EARLY_CAP as u32 * 2) {
             router.deliver(&param(i, 1.0));
         }

@@ -119,6 +119,7 @@ impl ServerEntry {
                 .address
                 .as_ref()
                 .map(|(host, port)| (host.as_str(), *port)),
+            tracer: self.telemetry.tracer(),
         }
     }
 

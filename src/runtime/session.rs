@@ -20,8 +20,7 @@ use super::transport::stdio::ChildProcess;
 use super::transport::{Connection, McpService};
 use crate::telemetry::events::{SessionClosed, SessionFacts};
 use crate::telemetry::sentry::RecentCalls;
-use crate::telemetry::spans::{self, SpanTarget};
-use tracing::Instrument;
+use crate::telemetry::spans::{self, McpSpan, SpanTarget};
 
 /// Why a session closed: the bounded `reason` label (DESIGN §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -323,9 +322,7 @@ impl Session {
             reason.as_str(),
             self.mcp_session_id().as_deref(),
         );
-        self.close_steps(reason, error, grace, &span)
-            .instrument(span.clone())
-            .await
+        self.close_steps(reason, error, grace, &span).await
     }
 
     async fn close_steps(
@@ -333,7 +330,7 @@ impl Session {
         reason: CloseReason,
         error: Option<ErrorKind>,
         grace: Duration,
-        span: &tracing::Span,
+        span: &McpSpan,
     ) -> CloseOutcome {
         let started = Instant::now();
         let service = self.service.lock().ok().and_then(|mut s| s.take());

@@ -10,11 +10,13 @@ use serde_json::{Value, json};
 
 use super::Telemetry;
 use super::operation_attributes;
+use super::semconv;
 use super::semconv::sentry_tags as tags;
 use super::sentry::RecentCalls;
-use super::sentry::{Report, call_breadcrumb};
-use super::spans;
+use super::sentry::{RecentCall, Report};
+use super::spans::McpSpan;
 use crate::runtime::{CloseReason, ErrorKind};
+use opentelemetry::KeyValue;
 
 /// What every event of one session says about it.
 #[derive(Clone, Copy)]
@@ -49,7 +51,7 @@ pub(crate) struct SessionOpened<'a> {
     pub scope: &'a str,
     pub protocol_version: &'a str,
     pub session_id: Option<&'a str>,
-    pub span: &'a tracing::Span,
+    pub span: &'a McpSpan,
     pub duration: Duration,
 }
 
@@ -70,10 +72,14 @@ impl SessionOpened<'_> {
             otlp.operation
                 .record(self.duration.as_secs_f64(), &attributes);
         }
-        self.span
-            .record("mcp.protocol.version", self.protocol_version);
-        if let Some(id) = self.session_id {
-            self.span.record("mcp.session.id", id);
+        if self.span.is_recording() {
+            self.span.set(
+                semconv::ATTR_PROTOCOL_VERSION,
+                self.protocol_version.to_owned(),
+            );
+            if let Some(id) = self.session_id {
+                self.span.set(semconv::ATTR_SESSION_ID, id.to_owned());
+            }
         }
         tracing::debug!(
             mcp.server.name = self.server,
@@ -93,7 +99,7 @@ pub(crate) struct OpenFailed<'a> {
     pub scope: &'a str,
     pub error_type: ErrorKind,
     pub message: &'a str,
-    pub span: &'a tracing::Span,
+    pub span: &'a McpSpan,
     pub duration: Duration,
 }
 
@@ -113,7 +119,7 @@ impl OpenFailed<'_> {
             otlp.operation
                 .record(self.duration.as_secs_f64(), &attributes);
         }
-        spans::record_error(self.span, error, self.message, None);
+        self.span.record_error(error, self.message, None);
         tracing::warn!(mcp.server.name = self.server, mcp.scope = self.scope, error.type = error, error = self.message, "session open failed");
         if telemetry.sentry.enabled() {
             let mut tags = vec![
@@ -124,7 +130,7 @@ impl OpenFailed<'_> {
                 (tags::ERROR_TYPE, error.to_owned()),
                 (tags::SCOPE, self.scope.to_owned()),
             ];
-            tags.extend(spans::trace_id(self.span).map(|id| (tags::TRACE_ID, id)));
+            tags.extend(self.span.trace_id().map(|id| (tags::TRACE_ID, id)));
             telemetry.sentry.report(Report {
                 level: Level::Error,
                 message: format!(
@@ -157,7 +163,7 @@ pub(crate) struct RequestFinished<'a> {
     pub error_message: Option<&'a str>,
     pub rpc_code: Option<i32>,
     pub request_id: Option<&'a rmcp::model::RequestId>,
-    pub span: &'a tracing::Span,
+    pub span: &'a McpSpan,
     /// Tool arguments and result, present only when payloads may be recorded.
     pub arguments: Option<&'a rmcp::model::JsonObject>,
     pub result: Option<&'a Value>,
@@ -195,7 +201,7 @@ impl RequestFinished<'_> {
         if !telemetry.sentry.enabled() {
             return;
         }
-        let crumb = call_breadcrumb(self.method, self.tool, error, self.duration);
+        let call = RecentCall::new(self.method, self.tool, error, self.duration);
         if let (Some(kind), Some(tool)) = (self.error_type, self.tool)
             && self.method == "tools/call"
             && is_reported_tool_failure(kind, self.rpc_code)
@@ -204,7 +210,7 @@ impl RequestFinished<'_> {
             tags.push((tags::METHOD, self.method.to_owned()));
             tags.push((tags::TOOL, tool.to_owned()));
             tags.push((tags::ERROR_TYPE, kind.as_str().to_owned()));
-            tags.extend(spans::trace_id(self.span).map(|id| (tags::TRACE_ID, id)));
+            tags.extend(self.span.trace_id().map(|id| (tags::TRACE_ID, id)));
             let mut mcp = BTreeMap::from([
                 (
                     "session.age_ms".to_owned(),
@@ -241,7 +247,7 @@ impl RequestFinished<'_> {
                 }
             }
             let mut breadcrumbs = self.session.recent.snapshot();
-            breadcrumbs.push(crumb.clone());
+            breadcrumbs.push(call.breadcrumb());
             telemetry.sentry.report(Report {
                 level: Level::Error,
                 message: format!("MCP tool {tool} on {server} failed: {}", kind.as_str()),
@@ -256,7 +262,7 @@ impl RequestFinished<'_> {
                 breadcrumbs,
             });
         }
-        self.session.recent.push(crumb);
+        self.session.recent.push(call);
     }
 }
 
@@ -375,7 +381,7 @@ pub(crate) struct SessionClosed<'a> {
     pub error_type: Option<ErrorKind>,
     pub age: Duration,
     pub forced_kill: bool,
-    pub span: &'a tracing::Span,
+    pub span: &'a McpSpan,
 }
 
 impl SessionClosed<'_> {
@@ -396,7 +402,7 @@ impl SessionClosed<'_> {
             attributes.remove(0);
             otlp.session.record(self.age.as_secs_f64(), &attributes);
         }
-        self.span.record("forced_kill", self.forced_kill);
+        self.span.set("forced_kill", self.forced_kill);
         tracing::debug!(
             mcp.server.name = self.server,
             mcp.scope = self.scope,
@@ -472,7 +478,7 @@ impl NotificationReceived<'_> {
 
 /// A progress notification for a request in flight: an event on the request's span.
 pub(crate) struct ProgressReceived<'a> {
-    pub span: &'a tracing::Span,
+    pub span: &'a McpSpan,
     pub progress: f64,
     pub total: Option<f64>,
     pub message: Option<&'a str>,
@@ -480,17 +486,17 @@ pub(crate) struct ProgressReceived<'a> {
 
 impl ProgressReceived<'_> {
     pub(crate) fn emit(&self) {
-        // The spans' target: exported to OTLP, kept out of the log lines.
-        self.span.in_scope(|| {
-            tracing::event!(
-                target: "mcpwatch::telemetry::spans",
-                tracing::Level::INFO,
-                mcp.progress.value = self.progress,
-                mcp.progress.total = self.total,
-                mcp.progress.message = self.message,
-                "mcp.progress"
-            )
-        });
+        let mut attributes = vec![KeyValue::new(semconv::ATTR_PROGRESS, self.progress)];
+        if let Some(total) = self.total {
+            attributes.push(KeyValue::new(semconv::ATTR_PROGRESS_TOTAL, total));
+        }
+        if let Some(message) = self.message {
+            attributes.push(KeyValue::new(
+                semconv::ATTR_PROGRESS_MESSAGE,
+                message.to_owned(),
+            ));
+        }
+        self.span.add_event("mcp.progress", attributes);
     }
 }
 

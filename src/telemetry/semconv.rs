@@ -87,7 +87,6 @@ pub const ATTR_SCOPE: &str = "mcp.scope";
 /// Ours: the close reason on `mcp.session.close`.
 pub const ATTR_CLOSE_REASON: &str = "mcp.session.close.reason";
 /// Ours: on the `mcp.progress` span event of a request, the progress so far.
-/// (events.rs writes these three names literally: `tracing` macros need identifiers.)
 pub const ATTR_PROGRESS: &str = "mcp.progress.value";
 /// Ours: on the `mcp.progress` span event, the total when the server knows it.
 pub const ATTR_PROGRESS_TOTAL: &str = "mcp.progress.total";

@@ -113,56 +113,81 @@ impl SentryReporter {
     }
 }
 
-/// A breadcrumb for one finished request on a session.
-pub(crate) fn call_breadcrumb(
-    method: &str,
-    tool: Option<&str>,
-    error_type: Option<&str>,
+/// One call of a session, as the breadcrumb trail of a later report shows it.
+/// Kept compact (the call path records one per call); turned into a Sentry
+/// breadcrumb only when a report is made.
+#[derive(Debug, Clone)]
+pub(crate) struct RecentCall {
+    at: SystemTime,
+    method: Box<str>,
+    tool: Option<Box<str>>,
+    error_type: Option<&'static str>,
     duration: Duration,
-) -> Breadcrumb {
-    let mut data = Map::new();
-    data.insert(
-        "duration_ms".to_owned(),
-        Value::from(duration.as_secs_f64() * 1000.0),
-    );
-    if let Some(error) = error_type {
-        data.insert("error.type".to_owned(), Value::from(error));
+}
+
+impl RecentCall {
+    pub(crate) fn new(
+        method: &str,
+        tool: Option<&str>,
+        error_type: Option<&'static str>,
+        duration: Duration,
+    ) -> RecentCall {
+        RecentCall {
+            at: SystemTime::now(),
+            method: method.into(),
+            tool: tool.map(Into::into),
+            error_type,
+            duration,
+        }
     }
-    Breadcrumb {
-        timestamp: SystemTime::now(),
-        ty: "default".to_owned(),
-        category: Some("mcp.request".to_owned()),
-        level: if error_type.is_some() {
-            Level::Warning
-        } else {
-            Level::Info
-        },
-        message: Some(match tool {
-            Some(tool) => format!("{method} {tool}"),
-            None => method.to_owned(),
-        }),
-        data,
+
+    /// The breadcrumb of this call (category `mcp.request`).
+    pub(crate) fn breadcrumb(&self) -> Breadcrumb {
+        let mut data = Map::new();
+        data.insert(
+            "duration_ms".to_owned(),
+            Value::from(self.duration.as_secs_f64() * 1000.0),
+        );
+        if let Some(error) = self.error_type {
+            data.insert("error.type".to_owned(), Value::from(error));
+        }
+        Breadcrumb {
+            timestamp: self.at,
+            ty: "default".to_owned(),
+            category: Some("mcp.request".to_owned()),
+            level: if self.error_type.is_some() {
+                Level::Warning
+            } else {
+                Level::Info
+            },
+            message: Some(match &self.tool {
+                Some(tool) => format!("{} {tool}", self.method),
+                None => self.method.to_string(),
+            }),
+            data,
+        }
     }
 }
 
 /// A session's recent calls, newest last.
 #[derive(Debug, Default)]
-pub(crate) struct RecentCalls(Mutex<VecDeque<Breadcrumb>>);
+pub(crate) struct RecentCalls(Mutex<VecDeque<RecentCall>>);
 
 impl RecentCalls {
-    pub(crate) fn push(&self, crumb: Breadcrumb) {
+    pub(crate) fn push(&self, call: RecentCall) {
         if let Ok(mut calls) = self.0.lock() {
             if calls.len() == BREADCRUMBS_PER_SESSION {
                 calls.pop_front();
             }
-            calls.push_back(crumb);
+            calls.push_back(call);
         }
     }
 
+    /// The breadcrumbs of the recent calls, oldest first.
     pub(crate) fn snapshot(&self) -> Vec<Breadcrumb> {
         self.0
             .lock()
-            .map(|c| c.iter().cloned().collect())
+            .map(|c| c.iter().map(RecentCall::breadcrumb).collect())
             .unwrap_or_default()
     }
 }

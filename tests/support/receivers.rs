@@ -93,6 +93,36 @@ impl OtlpReceiver {
     pub fn requests(&self) -> usize {
         *self.requests.lock().unwrap()
     }
+
+    /// Runtime telemetry whose MCP spans go over OTLP/HTTP to this receiver,
+    /// through mcpwatch's own bounded export processor (what `install` wires,
+    /// without a global `tracing` subscriber). Shut the provider down (from a
+    /// blocking context) to flush.
+    pub fn traced_telemetry(
+        &self,
+    ) -> (
+        Arc<mcpwatch::telemetry::Telemetry>,
+        opentelemetry_sdk::trace::SdkTracerProvider,
+    ) {
+        use mcpwatch::telemetry::export::{BoundedSpanProcessor, ExportCounters};
+        use opentelemetry::trace::TracerProvider as _;
+        use opentelemetry_otlp::WithExportConfig as _;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(format!("{}/v1/traces", self.endpoint))
+            .build()
+            .unwrap();
+        let counters = ExportCounters {
+            dropped: prometheus::IntCounter::new("dropped", "dropped").unwrap(),
+            failed: prometheus::IntCounter::new("failed", "failed").unwrap(),
+        };
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_span_processor(BoundedSpanProcessor::new(exporter, counters, None).unwrap())
+            .build();
+        let telemetry = mcpwatch::telemetry::Telemetry::new().unwrap();
+        assert!(telemetry.set_tracer(provider.tracer("mcpwatch")));
+        (Arc::new(telemetry), provider)
+    }
 }
 
 async fn receive_traces(State(state): State<OtlpState>, body: Bytes) -> &'static str {
