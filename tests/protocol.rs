@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use mcpwatch::config::{ElicitationPolicy, Lifecycle, SamplingPolicy, ServerConfig};
 use mcpwatch::{CallOptions, ErrorKind, Progress, Runtime};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use rmcp::model::ResourceContents;
 use serde_json::{Value, json};
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use support::receivers::{Behaviour, OtlpReceiver};
 use support::{eventually, metric, text};
 
@@ -628,7 +628,10 @@ async fn progress_reaches_the_callback_the_span_and_the_counter() {
         .iter()
         .map(|p| format!("{:?}", Some(AnyValue::DoubleValue(*p))))
         .collect();
-    assert_eq!(values, expected, "one event per progress delivered, in order");
+    assert_eq!(
+        values, expected,
+        "one event per progress delivered, in order"
+    );
 }
 
 mod dynamic {
