@@ -226,6 +226,7 @@ pub async fn serve_http(
     shutdown: CancellationToken,
     bound: impl FnOnce(SocketAddr),
 ) -> std::io::Result<()> {
+    use axum::serve::{Listener, ListenerExt};
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
     };
@@ -238,7 +239,12 @@ pub async fn serve_http(
         config,
     );
     let router = axum::Router::new().nest_service("/mcp", service);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    // TCP_NODELAY: rmcp answers a POST as an SSE body written in several small
+    // pieces; with Nagle on, a piece waits for the client's delayed ACK (40 ms on
+    // Linux) on every keep-alive connection past its first few segments.
+    let listener = tokio::net::TcpListener::bind(addr).await?.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
     bound(listener.local_addr()?);
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -5,8 +5,7 @@
 //! This replaces the SDK's `BatchSpanProcessor`, which drops silently (a count
 //! appears only in a log at shutdown) and logs every failed batch.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,9 +18,9 @@ use super::warn_limit::WarnLimiter;
 
 /// Spans held at most while waiting for export.
 pub const QUEUE_CAPACITY: usize = 4096;
-/// Spans per export request at most.
+/// Spans per export request at most; a queue this long wakes the worker early.
 const MAX_BATCH: usize = 512;
-/// How long a span may wait for a batch to fill.
+/// How often the worker exports what has queued up.
 const BATCH_DELAY: Duration = Duration::from_millis(500);
 
 /// Counters of the export path.
@@ -33,16 +32,62 @@ pub struct ExportCounters {
     pub failed: IntCounter,
 }
 
-enum Message {
-    Span(Box<SpanData>),
-    Flush(SyncSender<()>),
-    Shutdown(SyncSender<()>),
+/// The queue between the spans' ends (any thread) and the export worker.
+///
+/// A span's end only pushes under an uncontended lock: it does not wake the
+/// worker (a futex wake and a context switch per call cost the call path more
+/// than building the span). The worker wakes every [`BATCH_DELAY`], when a full
+/// batch is waiting, or when asked to flush or stop.
+#[derive(Debug, Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    /// Wakes the worker.
+    work: Condvar,
+    /// Wakes callers waiting for a flush or the stop.
+    done: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    spans: Vec<SpanData>,
+    /// Flushes asked for, and done (a waiter waits for its number).
+    flushes_asked: u64,
+    flushes_done: u64,
+    stop_asked: bool,
+    stopped: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits on `done` until `finished` holds or `deadline` passes.
+    fn wait_done(
+        &self,
+        mut state: MutexGuard<'_, QueueState>,
+        deadline: Instant,
+        finished: impl Fn(&QueueState) -> bool,
+    ) -> bool {
+        while !finished(&state) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = self
+                .done
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
 }
 
 /// The bounded span processor.
 #[derive(Debug)]
 pub struct BoundedSpanProcessor {
-    queue: SyncSender<Message>,
+    queue: Arc<Queue>,
     counters: ExportCounters,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
@@ -56,39 +101,17 @@ impl BoundedSpanProcessor {
         counters: ExportCounters,
         runtime: Option<tokio::runtime::Handle>,
     ) -> std::io::Result<BoundedSpanProcessor> {
-        let (queue, receiver) = sync_channel(QUEUE_CAPACITY);
+        let queue = Arc::new(Queue::default());
         let failed = counters.failed.clone();
+        let worker_queue = queue.clone();
         let worker = std::thread::Builder::new()
             .name("mcpwatch-otlp".to_owned())
-            .spawn(move || export_loop(exporter, receiver, failed, runtime))?;
+            .spawn(move || export_loop(exporter, &worker_queue, failed, runtime))?;
         Ok(BoundedSpanProcessor {
             queue,
             counters,
             worker: Mutex::new(Some(worker)),
         })
-    }
-
-    fn control(
-        &self,
-        make: impl FnOnce(SyncSender<()>) -> Message,
-        timeout: Duration,
-    ) -> OTelSdkResult {
-        let (done, wait) = sync_channel(1);
-        // A full queue must not block the caller past its timeout either.
-        let deadline = Instant::now() + timeout;
-        let mut message = make(done);
-        loop {
-            match self.queue.try_send(message) {
-                Ok(()) => break,
-                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
-                    message = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(_) => return Err(OTelSdkError::Timeout(timeout)),
-            }
-        }
-        wait.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .map_err(|_| OTelSdkError::Timeout(timeout))
     }
 }
 
@@ -99,40 +122,59 @@ impl SpanProcessor for BoundedSpanProcessor {
         if !span.span_context.is_sampled() {
             return;
         }
-        if self.queue.try_send(Message::Span(Box::new(span))).is_err() {
+        let mut state = self.queue.lock();
+        if state.stopped || state.spans.len() >= QUEUE_CAPACITY {
+            drop(state);
             self.counters.dropped.inc();
+            return;
+        }
+        state.spans.push(span);
+        let full_batch = state.spans.len() == MAX_BATCH;
+        drop(state);
+        if full_batch {
+            self.queue.work.notify_one();
         }
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.control(Message::Flush, Duration::from_secs(5))
+        let timeout = Duration::from_secs(5);
+        let deadline = Instant::now() + timeout;
+        let mut state = self.queue.lock();
+        if state.stopped {
+            return Ok(());
+        }
+        state.flushes_asked += 1;
+        let mine = state.flushes_asked;
+        self.queue.work.notify_one();
+        let flushed = self
+            .queue
+            .wait_done(state, deadline, |s| s.flushes_done >= mine || s.stopped);
+        flushed.then_some(()).ok_or(OTelSdkError::Timeout(timeout))
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        let result = self.control(Message::Shutdown, timeout);
-        if result.is_ok()
-            && let Some(worker) = self.worker.lock().ok().and_then(|mut w| w.take())
-        {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.queue.lock();
+        state.stop_asked = true;
+        self.queue.work.notify_one();
+        if !self.queue.wait_done(state, deadline, |s| s.stopped) {
+            return Err(OTelSdkError::Timeout(timeout));
+        }
+        if let Some(worker) = self.worker.lock().ok().and_then(|mut w| w.take()) {
             let _ = worker.join();
         }
-        result
+        Ok(())
     }
 }
 
 fn export_loop<E: SpanExporter>(
     exporter: E,
-    receiver: Receiver<Message>,
+    queue: &Queue,
     failed: IntCounter,
     runtime: Option<tokio::runtime::Handle>,
 ) {
     let warn = WarnLimiter::new(Duration::from_secs(60));
-    let mut batch: Vec<SpanData> = Vec::with_capacity(MAX_BATCH);
-    let mut oldest: Option<Instant> = None;
-    let export = |batch: &mut Vec<SpanData>| {
-        if batch.is_empty() {
-            return;
-        }
-        let spans = std::mem::take(batch);
+    let export = |spans: Vec<SpanData>| {
         let count = spans.len();
         let result = match &runtime {
             Some(runtime) => runtime.block_on(exporter.export(spans)),
@@ -145,59 +187,42 @@ fn export_loop<E: SpanExporter>(
             });
         }
     };
+    let mut taken: Vec<SpanData> = Vec::new();
     loop {
-        let wait = oldest.map_or(BATCH_DELAY, |t| BATCH_DELAY.saturating_sub(t.elapsed()));
-        match receiver.recv_timeout(wait) {
-            Ok(Message::Span(span)) => {
-                oldest.get_or_insert_with(Instant::now);
-                batch.push(*span);
-                if batch.len() >= MAX_BATCH {
-                    export(&mut batch);
-                    oldest = None;
+        // Swapped into the queue below: room for a batch without regrowing.
+        taken.reserve(MAX_BATCH);
+        let deadline = Instant::now() + BATCH_DELAY;
+        let (flush, stop) = {
+            let mut state = queue.lock();
+            loop {
+                let asked = state.flushes_asked > state.flushes_done || state.stop_asked;
+                let left = deadline.saturating_duration_since(Instant::now());
+                if asked || state.spans.len() >= MAX_BATCH || left.is_zero() {
+                    break;
                 }
+                state = queue
+                    .work
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
-            Ok(Message::Flush(done)) => {
-                drain(&receiver, &mut batch, &export);
-                export(&mut batch);
-                oldest = None;
-                let _ = done.send(());
-            }
-            Ok(Message::Shutdown(done)) => {
-                drain(&receiver, &mut batch, &export);
-                export(&mut batch);
-                let _ = exporter.shutdown();
-                let _ = done.send(());
-                return;
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                export(&mut batch);
-                oldest = None;
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                export(&mut batch);
-                return;
-            }
+            std::mem::swap(&mut taken, &mut state.spans);
+            (state.flushes_asked, state.stop_asked)
+        };
+        while !taken.is_empty() {
+            let rest = taken.split_off(taken.len().min(MAX_BATCH));
+            export(std::mem::replace(&mut taken, rest));
         }
-    }
-}
-
-/// Moves every span already queued into `batch` (exporting full batches).
-fn drain(
-    receiver: &Receiver<Message>,
-    batch: &mut Vec<SpanData>,
-    export: &impl Fn(&mut Vec<SpanData>),
-) {
-    while let Ok(message) = receiver.try_recv() {
-        match message {
-            Message::Span(span) => {
-                batch.push(*span);
-                if batch.len() >= MAX_BATCH {
-                    export(batch);
-                }
-            }
-            Message::Flush(done) | Message::Shutdown(done) => {
-                let _ = done.send(());
-            }
+        if stop {
+            let _ = exporter.shutdown();
+        }
+        let mut state = queue.lock();
+        state.flushes_done = flush;
+        state.stopped = stop;
+        drop(state);
+        queue.done.notify_all();
+        if stop {
+            return;
         }
     }
 }

@@ -32,6 +32,21 @@ const MAX_CONCURRENT_REQUESTS: usize = 64;
 /// rmcp's own cap on a JSON (non-SSE) response body; below it, ours is checked here.
 const RMCP_MAX_JSON_RESPONSE: usize = 16 * 1024 * 1024;
 
+/// Session `DELETE`s in flight at once, in this process.
+///
+/// Closing many sessions at once (shutdown, `close_server`, a burst of evictions)
+/// sends one `DELETE` per session. Each would check out a keep-alive connection,
+/// find none idle (every session's GET stream holds its own connection, still
+/// closing) and open a new one: two sockets per session at the worst moment on
+/// each side (10,000 sessions shut down: 17,000 fds on the server, and at the fd
+/// limit the `DELETE`s fail and the server keeps those sessions until its own idle
+/// timeout). Queued behind this bound they reuse the connections of the ones before
+/// them. rmcp bounds the whole `DELETE`, wait included, by 5 s.
+const MAX_CONCURRENT_DELETES: usize = 64;
+
+/// The permits of [`MAX_CONCURRENT_DELETES`].
+static DELETES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_DELETES);
+
 /// The session id the server issued, shared between the transport and the session.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SessionIdCell(Arc<Mutex<Option<Arc<str>>>>);
@@ -290,6 +305,8 @@ impl StreamableHttpClient for TrackingClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<(), StreamableHttpError<Self::Error>> {
+        // The semaphore is never closed; were it, the DELETE would go unbounded.
+        let _permit = DELETES.acquire().await.ok();
         self.inner
             .delete_session(uri, session_id, auth_header, custom_headers)
             .await

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Scale runs (issue 6): many pooled streamable-HTTP sessions, then LRU churn over the
+# builtin, HTTP and stdio transports. Client (benches/scale.rs) and demo server
+# (`mcpwatch demo-server`) run in separate processes, on 127.0.0.1 only.
+#
+#   scripts/scale.sh                 # sessions at 5000 and at the fd limit, churn 60 s each (stdio 20 s)
+#   SCALE_COUNT=2000 SCALE_MAX=0 CHURN_SECONDS=10 STDIO_SECONDS=5 scripts/scale.sh   # a quick pass
+#
+# Environment: SCALE_COUNT (sessions of the first run, default 5000, lowered to fit the
+# fd limit), SCALE_MAX (sessions of the second run; default: the hard fd limit less
+# headroom, capped at 20000; 0 skips it), CHURN_SECONDS (60), STDIO_SECONDS (20; 0 skips
+# stdio churn), CONCURRENCY (64). Results: the tables on stdout, one JSON line per run in
+# target/scale/results.jsonl. Exit status: non-zero if any run failed a check.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CHURN_SECONDS=${CHURN_SECONDS:-60}
+STDIO_SECONDS=${STDIO_SECONDS:-20}
+CONCURRENCY=${CONCURRENCY:-64}
+
+# Each process needs one fd per session (its GET stream's connection) plus the
+# connections of the calls in flight, plus its own; the shutdown's DELETEs borrow
+# more. Leave 10% (at least 1000) of the hard limit as headroom.
+hard=$(ulimit -Hn)
+if [[ $hard == unlimited ]]; then hard=1048576; fi
+headroom=$(( hard / 10 > 1000 ? hard / 10 : 1000 ))
+fits=$(( hard - headroom ))
+if (( fits < 100 )); then
+  echo "scale.sh: the hard fd limit ($hard) is too low for a scale run" >&2
+  exit 1
+fi
+count=${SCALE_COUNT:-5000}
+if (( count > fits )); then
+  echo "scale.sh: the hard fd limit is $hard: $count sessions do not fit, running $fits" >&2
+  count=$fits
+fi
+max=${SCALE_MAX:-$(( fits < 20000 ? fits : 20000 ))}
+
+echo "== building (release): cargo bench --bench scale --no-run"
+built=$(cargo bench --bench scale --no-run 2>&1 | tee /dev/stderr | sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -n 1)
+if [[ -z $built || ! -x $built ]]; then
+  echo "scale.sh: cannot find the built bench executable" >&2
+  exit 1
+fi
+# Run links (copies where links fail): a build in the same tree meanwhile replaces
+# the files cargo links to, and must not swap the binaries mid-run.
+mkdir -p target/scale
+ln -f "$built" target/scale/scale 2>/dev/null || cp "$built" target/scale/scale
+ln -f target/release/mcpwatch target/scale/mcpwatch 2>/dev/null ||
+  cp target/release/mcpwatch target/scale/mcpwatch
+results=target/scale/results.jsonl
+: > "$results"
+failed=0
+
+# Runs one scale subcommand (what `cargo bench --bench scale -- ARGS` runs); the last
+# line of its output is its JSON result.
+run() {
+  local out
+  out=$(mktemp)
+  echo
+  echo "== cargo bench --bench scale -- $* --json"
+  if target/scale/scale --bench "$@" --json --server-bin target/scale/mcpwatch | tee "$out"; then :; else failed=1; fi
+  tail -n 1 "$out" | grep '^{' >> "$results" || true
+  rm -f "$out"
+}
+
+run sessions --count "$count" --concurrency "$CONCURRENCY"
+if (( max > count )); then
+  run sessions --count "$max" --concurrency "$CONCURRENCY"
+fi
+run churn --transport builtin --seconds "$CHURN_SECONDS"
+run churn --transport http --seconds "$CHURN_SECONDS"
+if (( STDIO_SECONDS > 0 )); then
+  run churn --transport stdio --seconds "$STDIO_SECONDS"
+fi
+
+echo
+echo "== results (one JSON line per run): $results"
+cat "$results"
+if (( failed )); then
+  echo "scale.sh: a run failed a check" >&2
+  exit 1
+fi
