@@ -44,7 +44,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use futures::StreamExt;
 use mcpwatch::config::ServerConfig;
 use mcpwatch::{CallOptions, Config, Runtime};
-use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
@@ -173,7 +172,8 @@ fn main() -> ExitCode {
 
 /// Runs the subcommand; `Ok(false)` when a check failed.
 async fn run(cli: Cli) -> Result<bool> {
-    let (soft, hard) = raise_nofile()?;
+    let limit = mcpwatch::fd_limit::raise_open_file_limit().context("raising RLIMIT_NOFILE")?;
+    let (soft, hard) = (limit.soft, limit.hard);
     eprintln!("scale: RLIMIT_NOFILE soft {soft}, hard {hard}");
     let bin = server_bin(cli.server_bin)?;
     let report = match cli.command {
@@ -197,14 +197,6 @@ struct Report {
     json: Value,
     /// True when every check held.
     passed: bool,
-}
-
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns both.
-fn raise_nofile() -> Result<(u64, u64)> {
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("getrlimit(RLIMIT_NOFILE)")?;
-    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).context("setrlimit(RLIMIT_NOFILE)")?;
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("getrlimit(RLIMIT_NOFILE)")?;
-    Ok((soft, hard))
 }
 
 /// The `mcpwatch` binary: `--server-bin`, else the one cargo built for this bench,

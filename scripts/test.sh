@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The project's test command (the README's): test deps, format check, clippy, nextest.
-# Extra arguments go to `cargo nextest run`, e.g. `scripts/test.sh -E 'test(pool)'`.
+# The project's test command (the README's): test deps, format check, clippy, nextest,
+# then the documentation's examples (nextest does not run doctests; skipped when a
+# filter is given). Extra arguments go to `cargo nextest run`, e.g.
+# `scripts/test.sh -E 'test(pool)'`.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,3 +21,8 @@ cargo clippy --all-targets -- -D warnings
 
 step "cargo nextest run --profile ci $*"
 cargo nextest run --profile ci "$@"
+
+if [[ $# -eq 0 ]]; then
+    step "cargo test --doc"
+    cargo test --doc
+fi

@@ -40,6 +40,7 @@ pub mod agent;
 pub mod bench;
 pub mod config;
 pub mod demo;
+pub mod fd_limit;
 pub mod runtime;
 pub mod telemetry;
 

@@ -368,6 +368,15 @@ async fn serve(config: Config, log_format: Option<LogFormat>) -> anyhow::Result<
     for warning in config.warnings() {
         tracing::warn!(key = %warning.path, "{}", warning.message);
     }
+    match mcpwatch::fd_limit::raise_open_file_limit() {
+        Ok(limit) if limit.soft > limit.before => tracing::info!(
+            from = limit.before,
+            to = limit.soft,
+            "raised the open-file limit to the hard limit"
+        ),
+        Ok(limit) => tracing::debug!(limit = limit.soft, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }
     let agent_config = config.agent.clone();
     let first_server = config.servers.keys().next().cloned().unwrap_or_default();
     let (runtime, guard) = start_with_telemetry(config, log_format).await?;
