@@ -141,22 +141,12 @@ impl Transport {
     }
 }
 
-/// Parses the command line (without cargo's `--bench`) and runs it on a tokio runtime.
-fn main() -> ExitCode {
+/// Parses the command line (without cargo's `--bench`) and runs it.
+#[tokio::main]
+async fn main() -> ExitCode {
     let args = std::env::args_os().filter(|arg| arg != "--bench");
     let cli = Cli::parse_from(args);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = runtime.block_on(run(cli));
-    runtime.shutdown_timeout(Duration::from_secs(5));
+    let outcome = run(cli).await;
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {

@@ -310,6 +310,26 @@ for s in SECTIONS[:4]:
     if any(k[0] == s for k in groups):
         print(f"| {s} | {ratio(s, 'mcpwatch-pooled', 'raw-rmcp')} | {ratio(s, 'mcpwatch-telemetry', 'raw-rmcp')} | "
               f"{ratio(s, 'python-sdk', 'raw-rmcp')} | {ratio(s, 'per-call-session', 'mcpwatch-pooled')} |")
+
+# Rounds drift (the machine's speed changes over minutes): the ratio of two clients
+# within one round, then the median over rounds, cancels that drift.
+print()
+print("## Paired ratios: median over rounds of each round's p50 ratio")
+print()
+print("| section | pooled / raw | telemetry on / raw | telemetry on / pooled | Python SDK / raw |")
+print("|---|---:|---:|---:|---:|")
+by_round = {}
+for r in rows:
+    by_round[(r["section"], r["client"], r.get("round"))] = r["result"]["p50_us"]
+def paired(s, a, b):
+    ratios = [by_round[(s, a, n)] / by_round[(s, b, n)]
+              for (sec, cl, n) in by_round
+              if sec == s and cl == a and n is not None and by_round.get((s, b, n))]
+    return f"{statistics.median(ratios):.2f} ({len(ratios)})" if ratios else ""
+for s in SECTIONS[:4]:
+    if any(k[0] == s for k in groups):
+        print(f"| {s} | {paired(s, 'mcpwatch-pooled', 'raw-rmcp')} | {paired(s, 'mcpwatch-telemetry', 'raw-rmcp')} | "
+              f"{paired(s, 'mcpwatch-telemetry', 'mcpwatch-pooled')} | {paired(s, 'python-sdk', 'raw-rmcp')} |")
 lib, api = med(("agent", "library-pooled"), "p50_us"), med(("agent", "agent-api"), "p50_us")
 if lib is not None and api is not None:
     print()
