@@ -233,9 +233,15 @@ pub async fn serve_http(
     let mut config = StreamableHttpServerConfig::default();
     config.cancellation_token = shutdown.child_token();
     config.legacy_session_mode = true;
+    // rmcp ends a session idle for 5 minutes; the pool keeps an idle session for
+    // `pool.idle_ttl` (10 minutes by default). Longer here, so that the demo's
+    // `counter` survives a pause in a conversation; a client that vanishes is
+    // still cleaned up.
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(std::time::Duration::from_secs(30 * 60));
     let service = StreamableHttpService::new(
         || Ok(DemoServer::new(DemoMode::Http)),
-        Arc::new(LocalSessionManager::default()),
+        Arc::new(sessions),
         config,
     );
     let router = axum::Router::new().nest_service("/mcp", service);
