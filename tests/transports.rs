@@ -297,3 +297,63 @@ async fn many_concurrent_calls_share_one_http_session() {
     );
     runtime.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Closing many HTTP sessions at once sends their `DELETE`s at most 64 at a time,
+/// over connections already open: unbounded, each `DELETE` opened a new
+/// connection (two more fds per session here, client and server in one process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_many_http_sessions_does_not_open_a_connection_per_delete() {
+    const SESSIONS: usize = 300;
+    let demo = HttpDemo::start().await;
+    let runtime = Runtime::start(config([("demo", ServerConfig::http(demo.url.clone()))]))
+        .await
+        .unwrap();
+    let calls = (0..SESSIONS).map(|i| {
+        let runtime = runtime.clone();
+        async move {
+            let scope = format!("s{i}");
+            runtime
+                .call_tool(
+                    "demo",
+                    "echo",
+                    Some(json!({"message": "x"})),
+                    CallOptions::scope(&scope),
+                )
+                .await
+        }
+    });
+    // Opened 8 at a time, so that few idle keep-alive connections are left over
+    // for the `DELETE`s to reuse (as in a pool filled over time).
+    use futures::StreamExt;
+    let results: Vec<_> = futures::stream::iter(calls)
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert!(results.iter().all(Result::is_ok), "every session opened");
+    assert_eq!(runtime.sessions().len(), SESSIONS);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle = open_fds();
+
+    // Sample the fds every millisecond while every session closes.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampling = stop.clone();
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0;
+        for _ in 0..30_000 {
+            if sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            peak = peak.max(open_fds());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        peak
+    });
+    let report = runtime.shutdown(Duration::from_secs(10)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    assert_eq!(report.sessions_closed, SESSIONS, "{report:?}");
+    assert!(
+        peak < idle + 2 * 64 + 40,
+        "fds went from {idle} (idle) to a peak of {peak} while closing {SESSIONS} sessions"
+    );
+}
