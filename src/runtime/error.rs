@@ -97,6 +97,34 @@ impl ErrorKind {
         }
     }
 
+    /// Whether the tool (or the request) may have run at the server when a call
+    /// ends with this kind. The one rule behind the retry policy, the agent's
+    /// idempotency store (answers that may have run are kept and replayed; the
+    /// others are forgotten, so a retry runs the call) and the `/v1` error
+    /// body's `may_have_run`.
+    ///
+    /// Never ran: the call was refused before it reached the server
+    /// (`breaker_open`, `pool_exhausted`, `shutting_down`, `unknown_server`,
+    /// `invalid_request`, `unauthorized`, `payload_too_large`), or the server
+    /// refused it before processing (`connect_failed`, `initialize_failed`,
+    /// `rate_limited`, `session_expired`). Every other answer may have run.
+    pub const fn tool_may_have_run(self) -> bool {
+        !matches!(
+            self,
+            ErrorKind::BreakerOpen
+                | ErrorKind::PoolExhausted
+                | ErrorKind::ShuttingDown
+                | ErrorKind::UnknownServer
+                | ErrorKind::InvalidRequest
+                | ErrorKind::Unauthorized
+                | ErrorKind::PayloadTooLarge
+                | ErrorKind::ConnectFailed
+                | ErrorKind::InitializeFailed
+                | ErrorKind::RateLimited
+                | ErrorKind::SessionExpired
+        )
+    }
+
     /// The HTTP status the agent answers with (DESIGN §4).
     pub const fn http_status(self) -> u16 {
         match self {
