@@ -16,7 +16,7 @@ use rmcp::model::{
 use super::call;
 use super::error::{Error, Result};
 use super::handler::health_request;
-use super::pool::{Pin, Pool};
+use super::pool::{Checkout, Pool};
 use super::session::{CloseReason, Session, SessionInfo};
 use crate::telemetry::events::SessionUnclosed;
 
@@ -25,7 +25,7 @@ use crate::telemetry::events::SessionUnclosed;
 pub struct SessionLease {
     session: Arc<Session>,
     pool: Arc<Pool>,
-    _pin: Pin,
+    _checkout: Checkout,
 }
 
 impl std::fmt::Debug for SessionLease {
@@ -37,11 +37,11 @@ impl std::fmt::Debug for SessionLease {
 }
 
 impl SessionLease {
-    pub(crate) fn new(session: Arc<Session>, pin: Pin, pool: Arc<Pool>) -> SessionLease {
+    pub(crate) fn new(session: Arc<Session>, checkout: Checkout, pool: Arc<Pool>) -> SessionLease {
         SessionLease {
             session,
             pool,
-            _pin: pin,
+            _checkout: checkout,
         }
     }
 

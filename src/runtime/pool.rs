@@ -4,8 +4,8 @@
 //! out of every map before closing it.
 //!
 //! Locking: each server's slot map has its own mutex, held only for map lookups
-//! and edits (never across an await). A slot's `pins` (callers using it) are
-//! incremented only under that lock, so an evictor that sees `pins == 0` under the
+//! and edits (never across an await). A slot's `checkouts` (callers using it) are
+//! incremented only under that lock, so an evictor that sees `checkouts == 0` under the
 //! lock knows nobody can start using the session before it is removed.
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,7 +31,7 @@ pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// A pooled session's place in its server's map, present from the start of its open.
 pub(crate) struct Slot {
-    pins: AtomicUsize,
+    checkouts: AtomicUsize,
     session: OnceLock<Arc<Session>>,
     state: watch::Sender<SlotState>,
 }
@@ -46,7 +46,7 @@ enum SlotState {
 impl Slot {
     fn new() -> Slot {
         Slot {
-            pins: AtomicUsize::new(0),
+            checkouts: AtomicUsize::new(0),
             session: OnceLock::new(),
             state: watch::channel(SlotState::Opening).0,
         }
@@ -55,7 +55,7 @@ impl Slot {
     fn is_idle_session(&self) -> Option<&Arc<Session>> {
         self.session
             .get()
-            .filter(|_| self.pins.load(Ordering::Acquire) == 0)
+            .filter(|_| self.checkouts.load(Ordering::Acquire) == 0)
     }
 
     fn holds(&self, session: &Arc<Session>) -> bool {
@@ -64,14 +64,14 @@ impl Slot {
 }
 
 /// Keeps a slot in use; dropping it makes the session evictable again.
-pub(crate) struct Pin {
+pub(crate) struct Checkout {
     slot: Arc<Slot>,
     freed: Arc<Notify>,
 }
 
-impl Drop for Pin {
+impl Drop for Checkout {
     fn drop(&mut self) {
-        if self.slot.pins.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.slot.checkouts.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.freed.notify_waiters();
         }
     }
@@ -156,7 +156,7 @@ impl Pool {
         self: &Arc<Self>,
         entry: &Arc<ServerEntry>,
         scope: &str,
-    ) -> Result<(Arc<Session>, Pin), Error> {
+    ) -> Result<(Arc<Session>, Checkout), Error> {
         let waited_since = Instant::now();
         loop {
             if self.is_shutting_down() {
@@ -193,7 +193,7 @@ impl Pool {
                     continue;
                 }
             };
-            let pin = Pin {
+            let checkout = Checkout {
                 slot: slot.clone(),
                 freed: self.slot_freed.clone(),
             };
@@ -202,7 +202,7 @@ impl Pool {
                 let span = spans::initialize(entry.span_target(scope));
                 self.spawn_open(entry.clone(), Arc::from(scope), slot.clone(), span);
             }
-            return Ok((self.await_slot(&slot).await?, pin));
+            return Ok((self.await_slot(&slot).await?, checkout));
         }
     }
 
@@ -215,7 +215,7 @@ impl Pool {
     fn reserve(&self, entry: &ServerEntry, scope: &str) -> Reservation {
         let mut slots = entry.slots();
         if let Some(slot) = slots.get(scope) {
-            slot.pins.fetch_add(1, Ordering::AcqRel);
+            slot.checkouts.fetch_add(1, Ordering::AcqRel);
             return Reservation::Existing(slot.clone());
         }
         if slots.len() >= entry.max_sessions {
@@ -230,7 +230,7 @@ impl Pool {
             return Reservation::Full(Cap::Global);
         }
         let slot = Arc::new(Slot::new());
-        slot.pins.fetch_add(1, Ordering::AcqRel);
+        slot.checkouts.fetch_add(1, Ordering::AcqRel);
         slots.insert(Arc::from(scope), slot.clone());
         Reservation::Created(slot)
     }
