@@ -16,13 +16,19 @@
 
 mod breaker;
 mod call;
+mod deadline;
 mod error;
 mod handler;
 mod lease;
+mod operations;
 mod pool;
 mod progress;
+mod record;
+mod request;
+mod retry;
 mod scope;
 mod server;
+mod server_requests;
 mod session;
 pub mod transport;
 
@@ -34,11 +40,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, ClientRequest, ErrorCode, GetPromptRequest,
-    GetPromptRequestParams, GetPromptResult, JsonObject, ListPromptsRequest,
-    ListResourceTemplatesRequest, ListResourcesRequest, ListToolsRequest, PaginatedRequestParams,
-    Prompt, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResult, Resource,
-    ResourceTemplate, ServerResult, Tool,
+    CompleteResult, GetPromptResult, Prompt, ReadResourceResult, Resource, ResourceTemplate, Tool,
 };
 use serde::Serialize;
 use tokio::time::Instant;
@@ -47,20 +49,20 @@ use tokio_util::task::TaskTracker;
 pub use breaker::BreakerState;
 pub use error::{Error, ErrorKind, Result};
 pub use handler::{ACCEPTED_PROTOCOL_VERSIONS, OFFERED_PROTOCOL_VERSION};
-pub use lease::{OwnedSession, SessionLease};
+pub use lease::{McpSession, OwnedSession, SessionLease};
+pub use operations::ToolCall;
 pub use progress::{Progress, ProgressCallback};
+pub use request::{McpRequest, McpResult, RequestHandle, ServerRequestRoute, TypedResult};
 pub use scope::{DEFAULT_SCOPE, MAX_SCOPE_LEN, validate_scope};
 pub use session::{CloseReason, SessionInfo};
 
 use crate::config::{Config, ConfigError};
 use crate::telemetry::{Metrics, MetricsError, Telemetry};
-use call::PooledRequest;
+use breaker::Verdict;
+use operations::Target;
 use pool::Pool;
 use server::ServerEntry;
 use transport::Connector;
-
-/// Most pages a list (`list_tools`, ...) follows before giving up on a server's cursor.
-const MAX_LIST_PAGES: usize = 100;
 
 /// Options of one call.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +73,8 @@ pub struct CallOptions {
     pub timeout: Option<Duration>,
     /// Receives the call's progress notifications ([`CallOptions::on_progress`]).
     pub on_progress: Option<ProgressCallback>,
+    /// Cancelled: the call is cancelled at the server and fails `cancelled`.
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl CallOptions {
@@ -118,25 +122,19 @@ impl CallOptions {
         self.on_progress = Some(ProgressCallback::new(callback));
         self
     }
-}
 
-/// A finished tool call: the tool's result and how the session was used.
-#[derive(Debug, Clone)]
-pub struct ToolCall {
-    /// The MCP `CallToolResult` (check [`ToolCall::is_error`]).
-    pub result: rmcp::model::CallToolResult,
-    /// True if the session existed and had served calls before this one.
-    pub reused: bool,
-    /// Age of the session that served the call.
-    pub session_age: Duration,
-    /// Wall time of the whole call, retries included.
-    pub duration: Duration,
-}
+    /// Cancelling `token` cancels the call at the server; it fails `cancelled`.
+    pub fn cancel_on(mut self, token: tokio_util::sync::CancellationToken) -> CallOptions {
+        self.cancel = Some(token);
+        self
+    }
 
-impl ToolCall {
-    /// True if the tool reported failure (`isError: true`): a `tool_error`.
-    pub fn is_error(&self) -> bool {
-        self.result.is_error == Some(true)
+    fn handle(&self) -> RequestHandle {
+        RequestHandle {
+            progress: self.on_progress.clone(),
+            cancel: self.cancel.clone(),
+            server_requests: None,
+        }
     }
 }
 
@@ -298,35 +296,32 @@ impl Runtime {
         arguments: Option<serde_json::Value>,
         options: CallOptions,
     ) -> Result<ToolCall> {
-        let started = Instant::now();
-        let arguments = tool_arguments(arguments)?;
-        let scope = validate_scope(options.scope.as_deref())?;
-        let entry = self.entry(server)?;
-        let timeout = options.timeout.unwrap_or(entry.spec.call_timeout);
-        let make = || {
-            let mut params = CallToolRequestParams::new(tool.to_owned());
-            params.arguments = arguments.clone();
-            ClientRequest::CallToolRequest(CallToolRequest::new(params))
-        };
-        let request = PooledRequest {
-            entry,
-            scope,
-            method: "tools/call",
-            tool: Some(tool),
-            make,
-            timeout,
-        };
-        let pooled = call::pooled(&self.inner.pool, request);
-        let (result, session_use) = progress::with_callback(options.on_progress, pooled).await?;
-        match result {
-            ServerResult::CallToolResult(result) => Ok(ToolCall {
-                result,
-                reused: session_use.reused,
-                session_age: session_use.age,
-                duration: started.elapsed(),
-            }),
-            other => Err(unexpected(server, "tools/call", &other)),
-        }
+        let target = self.pooled(server, options.scope.as_deref())?;
+        operations::call_tool(target, tool, arguments, options.timeout, &options.handle()).await
+    }
+
+    /// Sends any MCP request (raw JSON in and out) on the scope's pooled session,
+    /// with the breaker, retries (a `tools/call` only for `idempotent_tools`) and
+    /// recovery of a lost session: the one request path every operation uses.
+    ///
+    /// ```no_run
+    /// # async fn example(runtime: mcpwatch::Runtime) -> mcpwatch::Result<()> {
+    /// use mcpwatch::{CallOptions, McpRequest};
+    /// let params = serde_json::json!({"name": "echo", "arguments": {"message": "hi"}});
+    /// let request = McpRequest::new("tools/call", params.as_object().cloned());
+    /// let result = runtime.request("demo", &request, CallOptions::scope("thread-1")).await?;
+    /// println!("{}", result.into_json());
+    /// # Ok(()) }
+    /// ```
+    pub async fn request(
+        &self,
+        server: &str,
+        request: &McpRequest,
+        options: CallOptions,
+    ) -> Result<McpResult> {
+        let target = self.pooled(server, options.scope.as_deref())?;
+        let handle = options.handle();
+        Ok(target.request(request, options.timeout, &handle).await?.0)
     }
 
     /// Every tool of `server` (all pages), through the scope's pooled session.
@@ -339,17 +334,7 @@ impl Runtime {
     /// # Ok(()) }
     /// ```
     pub async fn list_tools(&self, server: &str, scope: Option<&str>) -> Result<Vec<Tool>> {
-        let list = |params| {
-            ClientRequest::ListToolsRequest(ListToolsRequest {
-                params,
-                ..Default::default()
-            })
-        };
-        self.list_all(server, scope, "tools/list", list, |result| match result {
-            ServerResult::ListToolsResult(page) => Some((page.tools, page.next_cursor)),
-            _ => None,
-        })
-        .await
+        operations::list_tools(self.pooled(server, scope)?).await
     }
 
     /// Every resource of `server` (all pages), through the scope's pooled session.
@@ -363,23 +348,7 @@ impl Runtime {
     /// # Ok(()) }
     /// ```
     pub async fn list_resources(&self, server: &str, scope: Option<&str>) -> Result<Vec<Resource>> {
-        let list = |params| {
-            ClientRequest::ListResourcesRequest(ListResourcesRequest {
-                params,
-                ..Default::default()
-            })
-        };
-        let listed = self.list_all(
-            server,
-            scope,
-            "resources/list",
-            list,
-            |result| match result {
-                ServerResult::ListResourcesResult(page) => Some((page.resources, page.next_cursor)),
-                _ => None,
-            },
-        );
-        none_when_unsupported(listed.await)
+        operations::list_resources(self.pooled(server, scope)?).await
     }
 
     /// Every resource template of `server` (all pages): URI templates such as
@@ -390,26 +359,7 @@ impl Runtime {
         server: &str,
         scope: Option<&str>,
     ) -> Result<Vec<ResourceTemplate>> {
-        let list = |params| {
-            ClientRequest::ListResourceTemplatesRequest(ListResourceTemplatesRequest {
-                params,
-                ..Default::default()
-            })
-        };
-        let listed =
-            self.list_all(
-                server,
-                scope,
-                "resources/templates/list",
-                list,
-                |result| match result {
-                    ServerResult::ListResourceTemplatesResult(page) => {
-                        Some((page.resource_templates, page.next_cursor))
-                    }
-                    _ => None,
-                },
-            );
-        none_when_unsupported(listed.await)
+        operations::list_resource_templates(self.pooled(server, scope)?).await
     }
 
     /// Reads the resource at `uri` through the scope's pooled session.
@@ -430,41 +380,13 @@ impl Runtime {
         uri: &str,
         scope: Option<&str>,
     ) -> Result<ReadResourceResult> {
-        let scope = validate_scope(scope)?;
-        let entry = self.entry(server)?;
-        let make = || {
-            ClientRequest::ReadResourceRequest(ReadResourceRequest::new(
-                ReadResourceRequestParams::new(uri),
-            ))
-        };
-        let request = PooledRequest {
-            entry,
-            scope,
-            method: "resources/read",
-            tool: None,
-            make,
-            timeout: entry.spec.call_timeout,
-        };
-        match call::pooled(&self.inner.pool, request).await?.0 {
-            ServerResult::ReadResourceResult(result) => Ok(result),
-            other => Err(unexpected(server, "resources/read", &other)),
-        }
+        operations::read_resource(self.pooled(server, scope)?, uri).await
     }
 
     /// Every prompt of `server` (all pages), through the scope's pooled session.
     /// A server without prompts (JSON-RPC "method not found") has none.
     pub async fn list_prompts(&self, server: &str, scope: Option<&str>) -> Result<Vec<Prompt>> {
-        let list = |params| {
-            ClientRequest::ListPromptsRequest(ListPromptsRequest {
-                params,
-                ..Default::default()
-            })
-        };
-        let listed = self.list_all(server, scope, "prompts/list", list, |result| match result {
-            ServerResult::ListPromptsResult(page) => Some((page.prompts, page.next_cursor)),
-            _ => None,
-        });
-        none_when_unsupported(listed.await)
+        operations::list_prompts(self.pooled(server, scope)?).await
     }
 
     /// Gets the prompt `name` with `arguments` (a JSON object of strings, or
@@ -485,95 +407,37 @@ impl Runtime {
         arguments: Option<serde_json::Value>,
         scope: Option<&str>,
     ) -> Result<GetPromptResult> {
-        let arguments = prompt_arguments(arguments)?;
-        let scope = validate_scope(scope)?;
-        let entry = self.entry(server)?;
-        let make = || {
-            let mut params = GetPromptRequestParams::new(name);
-            params.arguments = arguments.clone();
-            ClientRequest::GetPromptRequest(GetPromptRequest::new(params))
-        };
-        let request = PooledRequest {
-            entry,
-            scope,
-            method: "prompts/get",
-            tool: None,
-            make,
-            timeout: entry.spec.call_timeout,
-        };
-        match call::pooled(&self.inner.pool, request).await?.0 {
-            ServerResult::GetPromptResult(result) => Ok(result),
-            other => Err(unexpected(server, "prompts/get", &other)),
-        }
+        operations::get_prompt(self.pooled(server, scope)?, name, arguments).await
     }
 
-    /// Follows a list's pages through the scope's pooled session.
-    async fn list_all<T>(
+    /// Completion of `argument` (`{name, value}`) for `reference` (a
+    /// `ref/prompt` or `ref/resource` object), through the scope's pooled session.
+    pub async fn complete(
         &self,
         server: &str,
+        reference: serde_json::Value,
+        argument: serde_json::Value,
         scope: Option<&str>,
-        method: &'static str,
-        list: impl Fn(Option<PaginatedRequestParams>) -> ClientRequest,
-        page: impl Fn(ServerResult) -> Option<(Vec<T>, Option<String>)>,
-    ) -> Result<Vec<T>> {
-        let scope = validate_scope(scope)?;
-        let entry = self.entry(server)?;
-        let mut items = Vec::new();
-        let mut cursor: Option<String> = None;
-        for _ in 0..MAX_LIST_PAGES {
-            let page_cursor = cursor.clone();
-            let make = || {
-                list(
-                    page_cursor
-                        .clone()
-                        .map(|c| PaginatedRequestParams::default().with_cursor(Some(c))),
-                )
-            };
-            let request = PooledRequest {
-                entry,
-                scope,
-                method,
-                tool: None,
-                make,
-                timeout: entry.spec.call_timeout,
-            };
-            let Some((found, next)) = page(call::pooled(&self.inner.pool, request).await?.0) else {
-                return Err(Error::Protocol {
-                    server: server.to_owned(),
-                    detail: format!("unexpected answer to {method}"),
-                });
-            };
-            items.extend(found);
-            cursor = next;
-            if cursor.is_none() {
-                return Ok(items);
-            }
-        }
-        Err(Error::Protocol {
-            server: server.to_owned(),
-            detail: format!("more than {MAX_LIST_PAGES} pages answering {method}"),
-        })
+    ) -> Result<CompleteResult> {
+        operations::complete(self.pooled(server, scope)?, reference, argument).await
     }
 
     /// Checks the scope's pooled session (opening it if needed); returns the
     /// round-trip time. The check is `ping`, or `server/discover` on a
     /// `lifecycle = "discover"` server (the 2026-07-28 revision has no `ping`).
     pub async fn ping(&self, server: &str, scope: Option<&str>) -> Result<Duration> {
+        operations::ping(self.pooled(server, scope)?).await
+    }
+
+    /// Where a pooled request of `(server, scope)` goes.
+    fn pooled<'a>(&'a self, server: &str, scope: Option<&'a str>) -> Result<Target<'a>> {
         let scope = validate_scope(scope)?;
         let entry = self.entry(server)?;
-        let started = Instant::now();
-        let method = handler::health_request(&entry.spec).1;
-        let make = || handler::health_request(&entry.spec).0;
-        let request = PooledRequest {
+        Ok(Target::Pooled {
+            pool: &self.inner.pool,
             entry,
             scope,
-            method,
-            tool: None,
-            make,
-            timeout: entry.spec.call_timeout,
-        };
-        call::pooled(&self.inner.pool, request).await?;
-        Ok(started.elapsed())
+        })
     }
 
     /// A lease on the pooled session of `(server, scope)`, opened if needed.
@@ -618,25 +482,19 @@ impl Runtime {
             if pool.is_shutting_down() {
                 return Err(Error::ShuttingDown);
             }
-            let (admission, change) = entry.breaker.admit();
-            entry.breaker_changed(change);
-            if let breaker::Admission::Reject(retry_in) = admission {
-                return Err(Error::BreakerOpen { server, retry_in });
-            }
+            let permit = entry
+                .breaker
+                .admit()
+                .map_err(|retry_in| Error::BreakerOpen {
+                    server: server.clone(),
+                    retry_in,
+                })?;
             let span = crate::telemetry::spans::initialize(entry.span_target("owned"));
-            match pool
+            let opened = pool
                 .open_session(&entry, Arc::from("owned"), true, span)
-                .await
-            {
-                Ok(session) => {
-                    entry.breaker_changed(entry.breaker.on_success());
-                    Ok(OwnedSession::new(session, pool, location))
-                }
-                Err(error) => {
-                    entry.breaker_changed(entry.breaker.on_failure());
-                    Err(error)
-                }
-            }
+                .await;
+            permit.settle(Verdict::of(opened.as_ref().map(drop).map_err(Error::kind)));
+            Ok(OwnedSession::new(opened?, pool, location))
         }
     }
 
@@ -764,64 +622,6 @@ impl Runtime {
             return Err(Error::ShuttingDown);
         }
         self.inner.pool.server(server)
-    }
-}
-
-fn tool_arguments(arguments: Option<serde_json::Value>) -> Result<Option<JsonObject>> {
-    match arguments {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::Object(map)) => Ok(Some(map)),
-        Some(other) => Err(Error::InvalidRequest {
-            message: format!(
-                "tool arguments must be a JSON object, not {}",
-                json_type(&other)
-            ),
-        }),
-    }
-}
-
-fn prompt_arguments(arguments: Option<serde_json::Value>) -> Result<Option<JsonObject>> {
-    let arguments = tool_arguments(arguments).map_err(|_| Error::InvalidRequest {
-        message: "prompt arguments must be a JSON object of strings".to_owned(),
-    })?;
-    if let Some((name, _)) = arguments
-        .iter()
-        .flatten()
-        .find(|(_, value)| !value.is_string())
-    {
-        return Err(Error::InvalidRequest {
-            message: format!("prompt argument `{name}` must be a string"),
-        });
-    }
-    Ok(arguments)
-}
-
-/// A server that does not implement a list method has nothing to list.
-fn none_when_unsupported<T>(listed: Result<Vec<T>>) -> Result<Vec<T>> {
-    match listed {
-        Err(Error::Rpc { code, .. }) if code == ErrorCode::METHOD_NOT_FOUND.0 => Ok(Vec::new()),
-        other => other,
-    }
-}
-
-fn json_type(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
-}
-
-fn unexpected(server: &str, method: &str, result: &ServerResult) -> Error {
-    let kind = serde_json::to_value(result)
-        .ok()
-        .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()));
-    Error::Protocol {
-        server: server.to_owned(),
-        detail: format!("unexpected answer to {method}: {kind:?}"),
     }
 }
 

@@ -1,13 +1,25 @@
 //! Per-server circuit breaker: after `failure_threshold` consecutive failures,
 //! calls fail fast for `cool_down`; then one probe call decides.
+//!
+//! Admission is a [`BreakerPermit`]. Its owner settles it with the call's
+//! [`Verdict`]; a permit dropped unsettled (the caller's future was dropped, an
+//! HTTP client hung up mid-probe) counts as an abandoned probe, so the next call
+//! probes instead of the breaker staying half-open for ever. No exit path can
+//! skip the bookkeeping: it lives in `Drop`.
+//!
+//! The breaker emits its own state changes (gauge, log), so no caller has to.
 
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::error::ErrorKind;
 use crate::config::BreakerConfig;
+use crate::telemetry::Telemetry;
+use crate::telemetry::events::BreakerChanged;
 
 /// Breaker state, as exported in `mcp_client_circuit_state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,39 +52,104 @@ impl BreakerState {
     }
 }
 
-/// What the breaker says about a call about to start.
+/// What a finished call says about the server's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Admission {
-    /// Go ahead.
-    Pass,
-    /// Go ahead as the one probe; report its outcome.
-    Probe,
-    /// Fail fast; the cool-down has this long to go.
-    Reject(Duration),
+pub(crate) enum Verdict {
+    /// The server answered (a result, a tool error, a JSON-RPC error).
+    Healthy,
+    /// A failure that says the server is unwell.
+    Unwell,
+    /// The call ended before the server could say anything (shutdown, no pool
+    /// slot, the caller went away): a probe must be tried again.
+    None,
+}
+
+impl Verdict {
+    /// The one breaker policy, for pooled calls and owned opens alike.
+    pub(crate) fn of(outcome: Result<(), ErrorKind>) -> Verdict {
+        match outcome {
+            Ok(()) => Verdict::Healthy,
+            Err(
+                ErrorKind::ConnectFailed
+                | ErrorKind::InitializeFailed
+                | ErrorKind::Timeout
+                | ErrorKind::TransportClosed
+                | ErrorKind::HttpStatus
+                | ErrorKind::RateLimited,
+            ) => Verdict::Unwell,
+            Err(ErrorKind::ShuttingDown | ErrorKind::PoolExhausted | ErrorKind::Cancelled) => {
+                Verdict::None
+            }
+            Err(_) => Verdict::Healthy,
+        }
+    }
 }
 
 #[derive(Debug)]
 enum Inner {
-    Closed { failures: u32 },
-    Open { until: Instant },
-    HalfOpen,
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// The cool-down passed; `probing` while a probe call is out.
+    HalfOpen {
+        probing: bool,
+    },
 }
 
-/// One server's breaker. Its state changes are returned to the caller, who emits them.
+/// One server's breaker.
 #[derive(Debug)]
 pub(crate) struct Breaker {
     config: BreakerConfig,
     inner: Mutex<Inner>,
     /// Mirrors `Closed { failures: 0 }`: the common case answers without the lock.
     healthy: AtomicBool,
+    server: Arc<str>,
+    telemetry: Arc<Telemetry>,
+}
+
+/// Leave to make one call. Settle it with [`BreakerPermit::settle`]; dropped
+/// unsettled, a probe counts as abandoned (the next call probes).
+#[derive(Debug)]
+pub(crate) struct BreakerPermit<'a> {
+    breaker: &'a Breaker,
+    probe: bool,
+}
+
+impl BreakerPermit<'_> {
+    /// Records the call's verdict.
+    pub(crate) fn settle(self, verdict: Verdict) {
+        match verdict {
+            Verdict::Healthy => self.breaker.on_success(),
+            Verdict::Unwell => self.breaker.on_failure(),
+            Verdict::None => return, // Drop releases an abandoned probe.
+        }
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for BreakerPermit<'_> {
+    fn drop(&mut self) {
+        if self.probe {
+            self.breaker.on_abandoned_probe();
+        }
+    }
 }
 
 impl Breaker {
-    pub(crate) fn new(config: BreakerConfig) -> Breaker {
+    pub(crate) fn new(
+        config: BreakerConfig,
+        server: Arc<str>,
+        telemetry: Arc<Telemetry>,
+    ) -> Breaker {
         Breaker {
             config,
             inner: Mutex::new(Inner::Closed { failures: 0 }),
             healthy: AtomicBool::new(true),
+            server,
+            telemetry,
         }
     }
 
@@ -80,76 +157,90 @@ impl Breaker {
     pub(crate) fn state(&self) -> BreakerState {
         match &*self.lock() {
             Inner::Closed { .. } => BreakerState::Closed,
-            Inner::HalfOpen => BreakerState::HalfOpen,
+            Inner::HalfOpen { .. } => BreakerState::HalfOpen,
             Inner::Open { .. } => BreakerState::Open,
         }
     }
 
-    /// Asks to start a call. Returns the admission and a state change, if any.
-    pub(crate) fn admit(&self) -> (Admission, Option<BreakerState>) {
+    /// Asks to start a call: a permit, or how long the cool-down has to go.
+    pub(crate) fn admit(&self) -> Result<BreakerPermit<'_>, Duration> {
+        let pass = |probe| BreakerPermit {
+            breaker: self,
+            probe,
+        };
         if self.healthy.load(Ordering::Acquire) {
-            return (Admission::Pass, None);
+            return Ok(pass(false));
         }
         let mut inner = self.lock();
-        match &*inner {
-            Inner::Closed { .. } => (Admission::Pass, None),
-            Inner::HalfOpen => (Admission::Reject(Duration::ZERO), None),
+        match &mut *inner {
+            Inner::Closed { .. } => Ok(pass(false)),
+            Inner::HalfOpen { probing: true } => Err(Duration::ZERO),
+            Inner::HalfOpen { probing } => {
+                *probing = true;
+                Ok(pass(true))
+            }
             Inner::Open { until } => {
                 let now = Instant::now();
-                if now >= *until {
-                    *inner = Inner::HalfOpen;
-                    (Admission::Probe, Some(BreakerState::HalfOpen))
-                } else {
-                    (Admission::Reject(*until - now), None)
+                if now < *until {
+                    return Err(*until - now);
                 }
+                *inner = Inner::HalfOpen { probing: true };
+                drop(inner);
+                self.changed(BreakerState::HalfOpen);
+                Ok(pass(true))
             }
         }
     }
 
-    /// A call (or probe) succeeded.
-    pub(crate) fn on_success(&self) -> Option<BreakerState> {
+    fn on_success(&self) {
         if self.healthy.load(Ordering::Acquire) {
-            return None;
+            return;
         }
         let mut inner = self.lock();
         let changed = !matches!(*inner, Inner::Closed { .. });
         *inner = Inner::Closed { failures: 0 };
         self.healthy.store(true, Ordering::Release);
-        changed.then_some(BreakerState::Closed)
+        drop(inner);
+        if changed {
+            self.changed(BreakerState::Closed);
+        }
     }
 
-    /// A call (or probe) failed in a way that says the server is unwell.
-    pub(crate) fn on_failure(&self) -> Option<BreakerState> {
+    fn on_failure(&self) {
         let mut inner = self.lock();
         self.healthy.store(false, Ordering::Release);
         let open = Inner::Open {
             until: Instant::now() + self.config.cool_down,
         };
-        match &mut *inner {
+        let opened = match &mut *inner {
             Inner::Closed { failures } => {
                 *failures += 1;
-                if *failures >= self.config.failure_threshold {
-                    *inner = open;
-                    return Some(BreakerState::Open);
-                }
-                None
+                *failures >= self.config.failure_threshold
             }
-            Inner::HalfOpen => {
-                *inner = open;
-                Some(BreakerState::Open)
-            }
-            Inner::Open { .. } => None,
+            Inner::HalfOpen { .. } => true,
+            Inner::Open { .. } => false,
+        };
+        if opened {
+            *inner = open;
+            drop(inner);
+            self.changed(BreakerState::Open);
         }
     }
 
-    /// A probe ended without a verdict (e.g. the caller went away): let the next call probe.
-    pub(crate) fn on_abandoned_probe(&self) {
-        let mut inner = self.lock();
-        if matches!(*inner, Inner::HalfOpen) {
-            *inner = Inner::Open {
-                until: Instant::now(),
-            };
+    /// A probe ended without a verdict: the next call probes.
+    fn on_abandoned_probe(&self) {
+        if let Inner::HalfOpen { probing } = &mut *self.lock() {
+            *probing = false;
         }
+    }
+
+    fn changed(&self, state: BreakerState) {
+        BreakerChanged {
+            server: &self.server,
+            state: state.gauge(),
+            state_name: state.as_str(),
+        }
+        .emit(&self.telemetry);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -166,48 +257,81 @@ mod tests {
     use super::*;
 
     fn breaker(threshold: u32) -> Breaker {
-        Breaker::new(BreakerConfig {
+        let config = BreakerConfig {
             failure_threshold: threshold,
             cool_down: Duration::from_secs(30),
-        })
+        };
+        let telemetry = Telemetry::new().expect("telemetry");
+        Breaker::new(config, Arc::from("s"), Arc::new(telemetry))
+    }
+
+    fn fail(b: &Breaker) {
+        b.admit().expect("admitted").settle(Verdict::Unwell);
     }
 
     #[tokio::test(start_paused = true)]
     async fn opens_after_threshold_then_one_probe_decides() {
         let b = breaker(2);
-        assert_eq!(b.on_failure(), None);
-        assert_eq!(b.admit().0, Admission::Pass);
-        assert_eq!(b.on_failure(), Some(BreakerState::Open));
-        assert!(matches!(b.admit().0, Admission::Reject(left) if left == Duration::from_secs(30)));
+        fail(&b);
+        assert_eq!(b.state(), BreakerState::Closed);
+        fail(&b);
+        assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(b.admit().unwrap_err(), Duration::from_secs(30));
         tokio::time::advance(Duration::from_secs(30)).await;
-        assert_eq!(b.admit(), (Admission::Probe, Some(BreakerState::HalfOpen)));
-        assert!(
-            matches!(b.admit().0, Admission::Reject(_)),
-            "only one probe at a time"
+        let probe = b.admit().expect("probe");
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert_eq!(
+            b.admit().unwrap_err(),
+            Duration::ZERO,
+            "one probe at a time"
         );
-        assert_eq!(b.on_failure(), Some(BreakerState::Open));
+        probe.settle(Verdict::Unwell);
+        assert_eq!(b.state(), BreakerState::Open);
         tokio::time::advance(Duration::from_secs(30)).await;
-        assert_eq!(b.admit().0, Admission::Probe);
-        assert_eq!(b.on_success(), Some(BreakerState::Closed));
-        assert_eq!(b.admit().0, Admission::Pass);
+        b.admit().expect("probe").settle(Verdict::Healthy);
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert!(b.admit().is_ok());
     }
 
     #[tokio::test(start_paused = true)]
     async fn success_resets_the_count() {
         let b = breaker(2);
-        b.on_failure();
-        assert_eq!(b.on_success(), None);
-        assert_eq!(b.on_failure(), None);
+        fail(&b);
+        b.admit().expect("pass").settle(Verdict::Healthy);
+        fail(&b);
         assert_eq!(b.state(), BreakerState::Closed);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn abandoned_probe_lets_the_next_call_probe() {
+    async fn a_dropped_or_verdictless_probe_lets_the_next_call_probe() {
         let b = breaker(1);
-        b.on_failure();
+        fail(&b);
         tokio::time::advance(Duration::from_secs(30)).await;
-        assert_eq!(b.admit().0, Admission::Probe);
-        b.on_abandoned_probe();
-        assert_eq!(b.admit().0, Admission::Probe);
+        drop(b.admit().expect("probe")); // the caller's future was dropped
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        b.admit().expect("next probe").settle(Verdict::None);
+        b.admit().expect("and the next").settle(Verdict::Healthy);
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_pass_changes_nothing() {
+        let b = breaker(1);
+        drop(b.admit().expect("pass"));
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn one_policy_for_every_kind() {
+        assert_eq!(Verdict::of(Ok(())), Verdict::Healthy);
+        assert_eq!(Verdict::of(Err(ErrorKind::ConnectFailed)), Verdict::Unwell);
+        assert_eq!(Verdict::of(Err(ErrorKind::Timeout)), Verdict::Unwell);
+        assert_eq!(Verdict::of(Err(ErrorKind::Cancelled)), Verdict::None);
+        assert_eq!(Verdict::of(Err(ErrorKind::PoolExhausted)), Verdict::None);
+        assert_eq!(Verdict::of(Err(ErrorKind::ProtocolError)), Verdict::Healthy);
+        assert_eq!(
+            Verdict::of(Err(ErrorKind::SessionExpired)),
+            Verdict::Healthy
+        );
     }
 }

@@ -20,16 +20,18 @@ use rmcp::ClientHandler;
 #[allow(deprecated)]
 // Logging and sampling are deprecated by SEP-2577, but servers still use them.
 use rmcp::model::{
-    CancelledNotificationParam, ClientCapabilities, ClientConfig, ClientRequest,
-    CreateMessageRequestParams, CreateMessageResult, DiscoverRequest, DiscoverRequestParams,
+    CancelledNotificationParam, ClientCapabilities, ClientConfig, ClientResult,
+    CreateMessageRequest, CreateMessageRequestParams, CreateMessageResult, ElicitRequest,
     ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationCapability, ErrorCode,
     ErrorData, FormElicitationCapability, Implementation, ListRootsResult, LoggingLevel,
-    LoggingMessageNotificationParam, PingRequest, ProtocolVersion,
-    ResourceUpdatedNotificationParam, SamplingCapability,
+    LoggingMessageNotificationParam, ProtocolVersion, ResourceUpdatedNotificationParam,
+    SamplingCapability, ServerRequest,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 use serde_json::{Map, Value};
 
+use super::request::McpRequest;
+use super::server_requests::ServerRequestRoutes;
 use crate::config::{ElicitationPolicy, Lifecycle, SamplingPolicy, ServerConfig};
 use crate::telemetry::Telemetry;
 use crate::telemetry::events::{NotificationReceived, ServerRequestAnswered};
@@ -57,6 +59,8 @@ pub(crate) struct McpClient {
     sampling: SamplingPolicy,
     elicitation: ElicitationPolicy,
     telemetry: Arc<Telemetry>,
+    /// The routes of the session's requests in flight, for the server's own requests.
+    routes: Arc<ServerRequestRoutes>,
 }
 
 impl McpClient {
@@ -64,6 +68,7 @@ impl McpClient {
         server: Arc<str>,
         spec: &ServerConfig,
         telemetry: Arc<Telemetry>,
+        routes: Arc<ServerRequestRoutes>,
     ) -> McpClient {
         let info = ClientConfig::new(
             capabilities(spec),
@@ -76,6 +81,7 @@ impl McpClient {
             sampling: spec.sampling,
             elicitation: spec.elicitation,
             telemetry,
+            routes,
         }
     }
 
@@ -87,6 +93,18 @@ impl McpClient {
         .emit(&self.telemetry);
     }
 
+    /// Hands `request` to the caller in flight that routes server requests, if
+    /// there is exactly one (`None`: the policy answers).
+    async fn forwarded(
+        &self,
+        method: &'static str,
+        request: ServerRequest,
+    ) -> Option<Result<ClientResult, ErrorData>> {
+        let route = self.routes.only()?;
+        self.answered(method, "forwarded");
+        Some(route(request).await)
+    }
+
     fn answered(&self, method: &'static str, outcome: &'static str) {
         ServerRequestAnswered {
             server: &self.server,
@@ -95,6 +113,13 @@ impl McpClient {
         }
         .emit(&self.telemetry);
     }
+}
+
+fn unexpected_answer(method: &str) -> ErrorData {
+    ErrorData::internal_error(
+        format!("the caller answered {method} with another result"),
+        None,
+    )
 }
 
 /// What mcpwatch advertises: sampling and form elicitation unless their policy is `off`.
@@ -110,15 +135,12 @@ fn capabilities(spec: &ServerConfig) -> ClientCapabilities {
     capabilities
 }
 
-/// The request that checks a session is alive, and its method name: `ping`, or
-/// `server/discover` on a 2026-07-28 session (which has no `ping`).
-pub(crate) fn health_request(spec: &ServerConfig) -> (ClientRequest, &'static str) {
+/// The request that checks a session is alive: `ping`, or `server/discover`
+/// on a 2026-07-28 session (which has no `ping`).
+pub(crate) fn health_request(spec: &ServerConfig) -> McpRequest {
     match spec.lifecycle {
-        Lifecycle::Initialize => (ClientRequest::PingRequest(PingRequest::default()), "ping"),
-        Lifecycle::Discover => (
-            ClientRequest::DiscoverRequest(DiscoverRequest::new(DiscoverRequestParams {})),
-            "server/discover",
-        ),
+        Lifecycle::Initialize => McpRequest::new("ping", None),
+        Lifecycle::Discover => McpRequest::new("server/discover", Some(Map::new())),
     }
 }
 
@@ -149,10 +171,17 @@ impl ClientHandler for McpClient {
     #[allow(deprecated)] // Sampling is deprecated by SEP-2577, but servers still ask.
     async fn create_message(
         &self,
-        _params: CreateMessageRequestParams,
+        params: CreateMessageRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, ErrorData> {
         const METHOD: &str = "sampling/createMessage";
+        let request = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
+        if let Some(answer) = self.forwarded(METHOD, request).await {
+            return match answer? {
+                ClientResult::CreateMessageResult(result) => Ok(*result),
+                _ => Err(unexpected_answer(METHOD)),
+            };
+        }
         match self.sampling {
             SamplingPolicy::Decline => {
                 self.answered(METHOD, "decline");
@@ -175,6 +204,13 @@ impl ClientHandler for McpClient {
         _context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
         const METHOD: &str = "elicitation/create";
+        let forward = ServerRequest::ElicitRequest(ElicitRequest::new(request.clone()));
+        if let Some(answer) = self.forwarded(METHOD, forward).await {
+            return match answer? {
+                ClientResult::ElicitResult(result) => Ok(result),
+                _ => Err(unexpected_answer(METHOD)),
+            };
+        }
         let decline = || ElicitResult::new(ElicitationAction::Decline);
         match self.elicitation {
             ElicitationPolicy::Off => {

@@ -16,7 +16,6 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use prometheus::IntCounter;
@@ -62,26 +61,6 @@ impl std::fmt::Debug for ProgressCallback {
     }
 }
 
-tokio::task_local! {
-    /// The callback of the call running on this task (set by the runtime's call methods).
-    static CALLBACK: ProgressCallback;
-}
-
-/// Runs `future` with `callback` receiving the progress of the requests it makes.
-pub(crate) async fn with_callback<F: Future>(
-    callback: Option<ProgressCallback>,
-    future: F,
-) -> F::Output {
-    match callback {
-        None => future.await,
-        Some(callback) => CALLBACK.scope(callback, future).await,
-    }
-}
-
-fn current_callback() -> Option<ProgressCallback> {
-    CALLBACK.try_with(Clone::clone).ok()
-}
-
 /// Routes one session's progress notifications to the requests in flight.
 #[derive(Debug, Default)]
 pub(crate) struct ProgressRouter {
@@ -118,15 +97,16 @@ impl ProgressRouter {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Routes the progress of the request with `token` to `span` and to the
-    /// current task's callback, until the returned guard is dropped. `None` (and
-    /// no work) when there is neither a callback nor a recorded span.
+    /// Routes the progress of the request with `token` to `span` and to
+    /// `callback`, until the returned guard is dropped. `None` (and no work)
+    /// when there is neither a callback nor a recorded span.
     pub(crate) fn track(
         self: &Arc<Self>,
         token: &ProgressToken,
         span: &McpSpan,
+        callback: Option<&ProgressCallback>,
     ) -> Option<Tracked> {
-        let callback = current_callback();
+        let callback = callback.cloned();
         if callback.is_none() && !span.is_recording() {
             return None;
         }
@@ -286,15 +266,12 @@ mod tests {
         (callback, seen)
     }
 
-    #[tokio::test]
-    async fn routes_to_the_tracked_request_in_order_dropping_stale_ones() {
+    #[test]
+    fn routes_to_the_tracked_request_in_order_dropping_stale_ones() {
         let router = Arc::new(ProgressRouter::default());
         let (callback, seen) = collecting();
         let token = param(7, 0.0).progress_token;
-        let tracked = with_callback(Some(callback), async {
-            router.track(&token, &McpSpan::none())
-        })
-        .await;
+        let tracked = router.track(&token, &McpSpan::none(), Some(&callback));
         assert!(tracked.is_some());
         router.deliver(&param(7, 1.0));
         router.deliver(&param(8, 5.0)); // another request's
@@ -311,16 +288,13 @@ mod tests {
         assert!(router.state().routes.is_empty());
     }
 
-    #[tokio::test]
-    async fn a_notification_before_tracking_is_kept_for_the_request() {
+    #[test]
+    fn a_notification_before_tracking_is_kept_for_the_request() {
         let router = Arc::new(ProgressRouter::default());
         router.deliver(&param(1, 0.5));
         let (callback, seen) = collecting();
         let token = param(1, 0.0).progress_token;
-        let _tracked = with_callback(Some(callback), async {
-            router.track(&token, &McpSpan::none())
-        })
-        .await;
+        let _tracked = router.track(&token, &McpSpan::none(), Some(&callback));
         assert_eq!(*seen.lock().unwrap(), vec![0.5]);
         assert!(router.state().early.is_empty());
     }
@@ -329,7 +303,7 @@ mod tests {
     fn nothing_is_tracked_without_a_callback_or_a_recorded_span() {
         let router = Arc::new(ProgressRouter::default());
         let token = param(1, 0.0).progress_token;
-        assert!(router.track(&token, &McpSpan::none()).is_none());
+        assert!(router.track(&token, &McpSpan::none(), None).is_none());
         for i in 0..(EARLY_CAP as u32 * 2) {
             router.deliver(&param(i, 1.0));
         }

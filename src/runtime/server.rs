@@ -4,12 +4,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use super::breaker::{Breaker, BreakerState};
+use super::breaker::Breaker;
 use super::pool::Slot;
 use super::transport::oauth::ServerOAuth;
 use crate::config::{ElicitationPolicy, PoolConfig, SamplingPolicy, ServerConfig, TransportKind};
 use crate::telemetry::Telemetry;
-use crate::telemetry::events::BreakerChanged;
 use crate::telemetry::metrics::ServerMetrics;
 use crate::telemetry::spans::SpanTarget;
 
@@ -76,7 +75,7 @@ impl ServerEntry {
                 .as_deref()
                 .and_then(|u| url::Url::parse(u).ok())
                 .and_then(|url| Some((url.host_str()?.to_owned(), url.port_or_known_default()?))),
-            breaker: Breaker::new(spec.breaker.clone()),
+            breaker: Breaker::new(spec.breaker.clone(), Arc::from(name), telemetry.clone()),
             oauth: spec
                 .oauth
                 .clone()
@@ -95,18 +94,6 @@ impl ServerEntry {
     /// so a poisoned lock still holds a consistent map.
     pub(crate) fn slots(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Slot>>> {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Emits a breaker state change, if there was one.
-    pub(crate) fn breaker_changed(&self, change: Option<BreakerState>) {
-        if let Some(state) = change {
-            BreakerChanged {
-                server: &self.name,
-                state: state.gauge(),
-                state_name: state.as_str(),
-            }
-            .emit(&self.telemetry);
-        }
     }
 
     /// What every span of this server in `scope` carries.

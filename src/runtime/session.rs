@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::error::ErrorKind;
 use super::progress::ProgressRouter;
 use super::server::ServerEntry;
+use super::server_requests::ServerRequestRoutes;
 use super::transport::http::SessionIdCell;
 use super::transport::stdio::ChildProcess;
 use super::transport::{Connection, McpService};
@@ -123,6 +124,8 @@ pub(crate) struct Session {
     pub(crate) protocol_version: String,
     /// Routes progress notifications to this session's requests.
     pub(crate) progress: Arc<ProgressRouter>,
+    /// Routes the server's own requests to the caller in flight.
+    pub(crate) server_requests: Arc<ServerRequestRoutes>,
     service: Mutex<Option<McpService>>,
     process: Option<ChildProcess>,
     session_id: Option<SessionIdCell>,
@@ -168,6 +171,7 @@ impl Session {
             peer,
             protocol_version: connection.protocol_version,
             progress: connection.progress,
+            server_requests: connection.server_requests,
             service: Mutex::new(Some(connection.service)),
             process: connection.process,
             session_id: connection.session_id,

@@ -8,6 +8,7 @@
 pub mod builtin;
 pub mod http;
 pub(crate) mod oauth;
+mod rmcp_text;
 pub mod sse;
 pub mod stdio;
 
@@ -15,20 +16,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::ServiceExt;
+use rmcp::service::ServiceError;
 use rmcp::service::{
     ClientInitializeError, ClientLifecycleMode, ClientServiceExt, RoleClient, RunningService,
 };
 use rmcp::transport::async_rw::AsyncRwTransport;
-use rmcp::transport::{StreamableHttpClientTransport, Transport};
+use rmcp::transport::streamable_http_client::StreamableHttpError;
+use rmcp::transport::{DynamicTransportError, StreamableHttpClientTransport, Transport};
 use tokio_util::task::TaskTracker;
 
-use super::call::classify_transport_error;
 use super::error::Error;
 use super::handler::{
     ACCEPTED_PROTOCOL_VERSIONS, DISCOVER_PROTOCOL_VERSION, LEGACY_SSE_PROTOCOL_VERSION, McpClient,
 };
 use super::progress::{Observed, ProgressRouter};
 use super::server::ServerEntry;
+use super::server_requests::ServerRequestRoutes;
 use crate::config::{Lifecycle, ServerConfig, TransportKind};
 use http::SessionIdCell;
 use stdio::ChildProcess;
@@ -44,6 +47,8 @@ pub(crate) struct Connection {
     pub(crate) protocol_version: String,
     /// Routes the session's progress notifications to its requests.
     pub(crate) progress: Arc<ProgressRouter>,
+    /// Routes the server's own requests to the caller in flight.
+    pub(crate) server_requests: Arc<ServerRequestRoutes>,
 }
 
 /// What opening a transport needs from the runtime.
@@ -58,7 +63,13 @@ impl Connector {
     pub(crate) async fn connect(&self, entry: &ServerEntry) -> Result<Connection, Error> {
         let (server, spec) = (&entry.name, &entry.spec);
         let deadline = spec.connect_timeout;
-        let handler = McpClient::new(server.clone(), spec, entry.telemetry.clone());
+        let server_requests = Arc::new(ServerRequestRoutes::default());
+        let handler = McpClient::new(
+            server.clone(),
+            spec,
+            entry.telemetry.clone(),
+            server_requests.clone(),
+        );
         let counter = entry
             .telemetry
             .metrics
@@ -110,6 +121,7 @@ impl Connector {
             session_id,
             protocol_version,
             progress,
+            server_requests,
         })
     }
 
@@ -191,13 +203,7 @@ impl Connector {
                             sse::LegacySseTransport,
                             RoleClient,
                         >(e);
-                        match classify_transport_error(&name, &source) {
-                            Error::TransportClosed { detail, .. } => Error::ConnectFailed {
-                                server: name.clone(),
-                                detail,
-                            },
-                            other => other,
-                        }
+                        classify_transport_error(&name, &source, Phase::Connect)
                     })?;
                 let service = start(handler, transport, progress, lifecycle)
                     .await
@@ -246,13 +252,7 @@ fn initialize_error(server: &str, error: ClientInitializeError) -> Error {
         error: transport, ..
     } = &error
     {
-        return match classify_transport_error(server, transport) {
-            Error::TransportClosed { detail, .. } => Error::InitializeFailed {
-                server: server.to_owned(),
-                detail,
-            },
-            other => other,
-        };
+        return classify_transport_error(server, transport, Phase::Initialize);
     }
     Error::InitializeFailed {
         server: server.to_owned(),
@@ -270,5 +270,86 @@ fn initialize_detail(error: &ClientInitializeError) -> String {
             data.code.0, data.message
         ),
         other => other.to_string(),
+    }
+}
+
+/// When a transport error happened: it decides what a dropped connection means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Establishing the transport: `connect_failed`.
+    Connect,
+    /// During `initialize`: `initialize_failed`.
+    Initialize,
+    /// Under a request: `transport_closed`.
+    Request,
+}
+
+impl Phase {
+    /// The error for a connection that dropped (or never carried anything) in this phase.
+    pub(crate) fn closed(self, server: String, detail: String) -> Error {
+        match self {
+            Phase::Connect => Error::ConnectFailed { server, detail },
+            Phase::Initialize => Error::InitializeFailed { server, detail },
+            Phase::Request => Error::TransportClosed { server, detail },
+        }
+    }
+}
+
+/// The kind of a transport error: each transport classifies its own.
+pub(crate) fn classify_transport_error(
+    server: &str,
+    error: &DynamicTransportError,
+    phase: Phase,
+) -> Error {
+    if let Some(http) = error
+        .error
+        .downcast_ref::<StreamableHttpError<reqwest::Error>>()
+    {
+        return http::classify(server, http, phase);
+    }
+    if let Some(sse) = error.error.downcast_ref::<sse::SseError>() {
+        return sse.classify(server, phase);
+    }
+    phase.closed(server.to_owned(), error.error.to_string())
+}
+
+/// The kind of an rmcp request error. `method` and `deadline` name a timeout.
+pub(crate) fn classify_service_error(
+    server: &str,
+    method: &str,
+    deadline: super::deadline::Deadline,
+    error: ServiceError,
+) -> Error {
+    let server_name = server.to_owned();
+    match error {
+        ServiceError::McpError(data) => match http::too_large_limit(&data) {
+            Some(limit) => Error::ResponseTooLarge {
+                server: server_name,
+                limit,
+            },
+            None => Error::Rpc {
+                server: server_name,
+                code: data.code.0,
+                message: data.message.to_string(),
+            },
+        },
+        ServiceError::TransportSend(transport) => {
+            classify_transport_error(server, &transport, Phase::Request)
+        }
+        ServiceError::TransportClosed => {
+            Phase::Request.closed(server_name, "the connection closed".to_owned())
+        }
+        ServiceError::Timeout { .. } => deadline.timed_out(server, method),
+        ServiceError::Cancelled { .. } => Error::Cancelled {
+            server: server_name,
+        },
+        ServiceError::UnexpectedResponse => Error::Protocol {
+            server: server_name,
+            detail: "unexpected response type".to_owned(),
+        },
+        other => Error::Protocol {
+            server: server_name,
+            detail: other.to_string(),
+        },
     }
 }

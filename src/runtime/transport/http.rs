@@ -24,7 +24,9 @@ use rmcp::transport::streamable_http_client::{
 };
 use sse_stream::{Error as SseError, Sse};
 
+use super::Phase;
 use crate::config::ServerConfig;
+use crate::runtime::error::Error;
 
 /// Requests one session may have in flight over HTTP.
 const MAX_CONCURRENT_REQUESTS: usize = 64;
@@ -158,7 +160,7 @@ fn bound_sse_answer(
                 return futures::future::ready(None);
             }
             let item = match item {
-                Err(error) if error.to_string().contains("exceeded the maximum size") => {
+                Err(error) if super::rmcp_text::is_sse_event_too_large(&error) => {
                     *ended = true;
                     let answer = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {
                         "code": -32603,
@@ -219,8 +221,7 @@ impl TrackingClient {
             && error.id.is_none()
             && matches!(message, JsonRpcMessage::Request(_))
         {
-            let text = error.error.message.to_ascii_lowercase();
-            if session_attached && text.contains("session") {
+            if session_attached && super::rmcp_text::names_the_session(&error.error.message) {
                 return Err(StreamableHttpError::SessionExpired);
             }
             return Err(StreamableHttpError::UnexpectedServerResponse(
@@ -358,4 +359,75 @@ pub(crate) fn header_map(spec: &ServerConfig) -> Result<http::HeaderMap, String>
         headers.insert(name, value);
     }
     Ok(headers)
+}
+
+/// The kind of a streamable HTTP transport error.
+pub(crate) fn classify(
+    server: &str,
+    error: &StreamableHttpError<reqwest::Error>,
+    phase: Phase,
+) -> Error {
+    let server = server.to_owned();
+    match error {
+        StreamableHttpError::SessionExpired => Error::SessionExpired {
+            server,
+            detail: "the server no longer knows the session".to_owned(),
+        },
+        StreamableHttpError::HttpStatus(status) => {
+            http_status(server, status.status, status.retry_after.clone())
+        }
+        StreamableHttpError::AuthRequired(_) => http_status(server, 401, None),
+        StreamableHttpError::InsufficientScope(_) => http_status(server, 403, None),
+        StreamableHttpError::ResponseBodyTooLarge { max_size } => Error::ResponseTooLarge {
+            server,
+            limit: *max_size,
+        },
+        StreamableHttpError::Client(inner) if inner.is_connect() => Error::ConnectFailed {
+            server,
+            detail: describe_reqwest(inner),
+        },
+        StreamableHttpError::Client(inner) => phase.closed(server, describe_reqwest(inner)),
+        StreamableHttpError::UnexpectedServerResponse(text) => {
+            match super::rmcp_text::http_status_in(text) {
+                Some(status) => http_status(server, status, None),
+                None => Error::Protocol {
+                    server,
+                    detail: text.to_string(),
+                },
+            }
+        }
+        StreamableHttpError::TransportChannelClosed
+        | StreamableHttpError::UnexpectedEndOfStream => phase.closed(server, error.to_string()),
+        other => Error::Protocol {
+            server,
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// An upstream HTTP error status (429 is `rate_limited`).
+fn http_status(server: String, status: u16, retry_after: Option<String>) -> Error {
+    if status == 429 {
+        return Error::RateLimited {
+            server,
+            retry_after,
+        };
+    }
+    Error::HttpStatus {
+        server,
+        status,
+        retry_after,
+    }
+}
+
+/// The error with its causes: reqwest's own text hides them ("error sending request").
+fn describe_reqwest(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

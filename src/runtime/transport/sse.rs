@@ -93,6 +93,44 @@ pub enum SseError {
     Encode(#[source] serde_json::Error),
 }
 
+impl SseError {
+    /// The kind of this error, in `phase`.
+    pub(crate) fn classify(
+        &self,
+        server: &str,
+        phase: super::Phase,
+    ) -> crate::runtime::error::Error {
+        use crate::runtime::error::Error;
+        let server = server.to_owned();
+        match self {
+            SseError::Connect(_) => Error::ConnectFailed {
+                server,
+                detail: self.to_string(),
+            },
+            SseError::HttpStatus {
+                status: 429,
+                retry_after,
+            } => Error::RateLimited {
+                server,
+                retry_after: retry_after.clone(),
+            },
+            SseError::HttpStatus {
+                status,
+                retry_after,
+            } => Error::HttpStatus {
+                server,
+                status: *status,
+                retry_after: retry_after.clone(),
+            },
+            SseError::EventTooLarge { limit } => Error::ResponseTooLarge {
+                server,
+                limit: *limit,
+            },
+            _ => phase.closed(server, self.to_string()),
+        }
+    }
+}
+
 /// A legacy HTTP+SSE client transport for rmcp, usable as `client_config.serve(transport)`.
 ///
 /// A background task, owned by the transport, reads the GET stream; it is cancelled
