@@ -62,7 +62,13 @@ mod tests {
             .await
             .err()
             .expect("an error");
-        assert_eq!(http_status_in(&error.to_string()), Some(400), "{error}");
+        let rmcp::transport::streamable_http_client::StreamableHttpError::UnexpectedServerResponse(
+            text,
+        ) = &error
+        else {
+            panic!("rmcp reports a non-JSON 400 otherwise now: {error:?}");
+        };
+        assert_eq!(http_status_in(text), Some(400), "{text}");
         assert_eq!(http_status_in("nope"), None);
     }
 
