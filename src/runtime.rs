@@ -14,6 +14,9 @@
 //! # Ok(()) }
 //! ```
 
+// Every function of the runtime fits in a head: at most 80 lines (clippy.toml).
+#![warn(clippy::too_many_lines)]
+
 mod breaker;
 mod call;
 mod deadline;

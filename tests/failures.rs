@@ -704,3 +704,26 @@ async fn a_crashing_python_stdio_server_fails_the_call_and_the_next_call_gets_a_
     runtime.shutdown(Duration::from_secs(5)).await;
     assert!(my_children().is_empty(), "{:?}", my_children());
 }
+
+/// A call whose future is dropped (an outer timeout, a caller gone) is recorded
+/// as `cancelled`, and the in-flight gauge comes back down: the request's record
+/// settles on drop.
+#[tokio::test]
+async fn a_dropped_call_is_recorded_as_cancelled() {
+    let runtime = Runtime::start(mcpwatch::Config::demo()).await.unwrap();
+    let args = serde_json::json!({"ms": 5_000});
+    let call = runtime.call_tool("demo", "sleep", Some(args), CallOptions::scope("drop"));
+    let dropped = tokio::time::timeout(Duration::from_millis(300), call).await;
+    assert!(dropped.is_err());
+    let cancelled = [
+        ("mcp_server", "demo"),
+        ("mcp_method_name", "tools/call"),
+        ("gen_ai_tool_name", "sleep"),
+        ("error_type", "cancelled"),
+    ];
+    let name = "mcp_client_operation_duration_seconds";
+    assert_eq!(metric(&runtime, name, &cancelled), 1.0);
+    let inflight = [("mcp_server", "demo")];
+    assert_eq!(metric(&runtime, "mcp_client_inflight_requests", &inflight), 0.0);
+    runtime.shutdown(Duration::from_secs(5)).await;
+}

@@ -1124,3 +1124,27 @@ async fn an_http_server_crashing_or_hanging_during_close_is_closed_within_the_gr
         .back_to(runtime, vec![Box::new(crashing), Box::new(fake)])
         .await;
 }
+
+// Paging ------------------------------------------------------------------------
+
+/// Lists follow every page, on the pooled path and on a lease and an owned
+/// session alike (they used to stop at the first page there).
+#[tokio::test]
+async fn every_list_follows_every_page_pooled_leased_and_owned() {
+    let fake = FakeMcp::start().await;
+    let runtime = Runtime::start(one("fake", http(fake.url.clone())))
+        .await
+        .unwrap();
+    let names = |tools: Vec<rmcp::model::Tool>| {
+        tools.into_iter().map(|t| t.name.to_string()).collect::<Vec<_>>()
+    };
+    let pooled = names(runtime.list_tools("fake", Some("p")).await.unwrap());
+    assert_eq!(pooled.len(), 7, "{pooled:?}");
+    let lease = runtime.session("fake", Some("p")).await.unwrap();
+    assert_eq!(names(lease.list_tools().await.unwrap()), pooled);
+    drop(lease);
+    let owned = runtime.open("fake").await.unwrap();
+    assert_eq!(names(owned.list_tools().await.unwrap()), pooled);
+    owned.close().await;
+    runtime.shutdown(Duration::from_secs(5)).await;
+}

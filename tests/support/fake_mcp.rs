@@ -4,6 +4,8 @@
 //! stream closed mid-way, an SSE response that stalls, an `initialize` or a
 //! `DELETE` that hangs or fails.
 //!
+//! `tools/list` answers in pages of three (`nextCursor`).
+//!
 //! Tools (`tools/call` name → behaviour):
 //! * `echo {message}` → the message;
 //! * `status {code, times, key, retry_after?}` → HTTP `code` (with `Retry-After`
@@ -259,7 +261,17 @@ async fn on_post(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
             .iter()
             .map(|name| json!({"name": name, "inputSchema": {"type": "object"}}))
             .collect();
-            json_response(&result(&id, json!({ "tools": tools })), None)
+            // Pages of three, so that clients must follow `nextCursor`.
+            let start: usize = message["params"]["cursor"]
+                .as_str()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let end = (start + 3).min(tools.len());
+            let mut page = json!({ "tools": tools[start.min(end)..end] });
+            if end < tools.len() {
+                page["nextCursor"] = json!(end.to_string());
+            }
+            json_response(&result(&id, page), None)
         }
         "tools/call" => call_tool(&shared, &id, &message["params"]).await,
         _ => json_response(
