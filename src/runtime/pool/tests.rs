@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -145,9 +146,13 @@ async fn concurrent_acquires_of_one_key_open_one_session() {
     );
 
     drop(acquired);
-    let slots = pool.server("demo").unwrap().slots();
-    assert!(slots.slots().all(|slot| slot.idle_session().is_some()));
-    drop(slots);
+    let idle = pool
+        .server("demo")
+        .unwrap()
+        .slots()
+        .slots()
+        .all(|slot| slot.idle_session().is_some());
+    assert!(idle, "every checkout dropped");
     finish(&pool).await;
 }
 
@@ -229,13 +234,11 @@ async fn a_checked_out_session_is_never_evicted() {
 
 // === waiters woken ===
 
+type Acquired = Result<(Arc<Session>, Checkout), Error>;
+
 /// Starts an acquire of `(server, scope)` in its own task; it answers with the
 /// outcome and how long it took.
-fn spawn_acquire(
-    pool: &Arc<Pool>,
-    server: &str,
-    scope: &str,
-) -> tokio::task::JoinHandle<(Result<(Arc<Session>, Checkout), Error>, Duration)> {
+fn spawn_acquire(pool: &Arc<Pool>, server: &str, scope: &str) -> JoinHandle<(Acquired, Duration)> {
     let pool = pool.clone();
     let entry = pool.server(server).unwrap().clone();
     let scope = scope.to_owned();
