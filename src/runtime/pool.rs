@@ -346,18 +346,17 @@ impl Pool {
             Cap::Server => vec![entry],
             Cap::Global => self.servers.values().collect(),
         };
-        servers
-            .into_iter()
-            .flat_map(|server| {
-                let slots = server.slots();
-                let idle: Vec<_> = slots
+        let mut idle = Vec::new();
+        for server in servers {
+            idle.extend(
+                server
+                    .slots()
                     .slots()
                     .filter_map(|s| s.idle_session())
-                    .cloned()
-                    .collect();
-                idle
-            })
-            .max_by_key(|session| session.idle())
+                    .cloned(),
+            );
+        }
+        idle.into_iter().max_by_key(|session| session.idle())
     }
 
     /// One pass of the sweeper: closes idle sessions past their TTL, sessions past

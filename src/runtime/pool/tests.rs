@@ -132,8 +132,14 @@ async fn finish(pool: &Arc<Pool>) {
 #[tokio::test(start_paused = true)]
 async fn concurrent_acquires_of_one_key_open_one_session() {
     let pool = pool(4, [("demo", demo(None))]);
+    let started = Instant::now();
     let acquires = (0..8).map(|_| acquire(&pool, "demo", "A"));
     let acquired = futures::future::join_all(acquires).await;
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "no clock jump: see the module docs"
+    );
 
     let first = &acquired[0].0;
     assert!(acquired.iter().all(|(s, _)| Arc::ptr_eq(s, first)));
