@@ -32,6 +32,7 @@ pub(crate) struct Capacity {
 }
 
 impl Capacity {
+    /// A budget of `max` units, none reserved.
     pub(crate) fn new(max: usize) -> Arc<Capacity> {
         Arc::new(Capacity {
             max,

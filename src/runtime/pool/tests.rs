@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use super::capacity::Capacity;
 use super::{Checkout, Pool};
 use crate::config::{Config, ServerConfig};
 use crate::runtime::error::{Error, ErrorKind};
@@ -128,6 +129,35 @@ async fn finish(pool: &Arc<Pool>) {
 }
 
 // === reserve ===
+
+#[test]
+fn a_unit_comes_back_when_its_reservation_drops() {
+    let capacity = Capacity::new(2);
+    let first = capacity.try_reserve().unwrap();
+    let _second = capacity.try_reserve().unwrap();
+    assert!(capacity.try_reserve().is_none(), "at the cap");
+    assert_eq!(capacity.reserved(), 2);
+    drop(first);
+    assert_eq!(capacity.reserved(), 1);
+    assert!(capacity.try_reserve().is_some());
+}
+
+#[test]
+fn a_listener_is_woken_by_a_change_after_it_started_listening_only() {
+    let capacity = Capacity::new(1);
+    let unit = capacity.try_reserve().unwrap();
+    let listener = capacity.listen();
+    drop(unit);
+    assert!(
+        listener.changed().now_or_never().is_some(),
+        "the freed unit wakes it"
+    );
+    let later = capacity.listen();
+    assert!(
+        later.changed().now_or_never().is_none(),
+        "its look sees the change instead"
+    );
+}
 
 #[tokio::test(start_paused = true)]
 async fn concurrent_acquires_of_one_key_open_one_session() {
