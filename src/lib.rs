@@ -23,6 +23,7 @@
 //! | [`config`] | the typed config tree; loading (defaults < `OTEL_*`/`SENTRY_*` < file < `MCPWATCH_*`), `${VAR}`, validation |
 //! | [`runtime`] | [`Runtime`]: open, lease, call, close, shutdown |
 //! | `runtime/pool.rs` | sessions by `(server, scope)`: caps, LRU, idle TTL, single-flight open, `retire` |
+//! | `runtime/pool/` | `capacity.rs` (the global cap, its units and waiters), `slot.rs` (slots, checkouts, the per-server slot map) |
 //! | `runtime/session.rs` | one live session and the one close path |
 //! | `runtime/lease.rs` | [`SessionLease`] (pooled) and [`OwnedSession`] (with the leak guard) |
 //! | `runtime/call.rs` | deadline and cancellation, error classification, retry policy |

@@ -4,100 +4,58 @@
 //! out of every map before closing it.
 //!
 //! Locking: each server's slot map has its own mutex, held only for map lookups
-//! and edits (never across an await). A slot's `checkouts` (callers using it) are
-//! incremented only under that lock, so an evictor that sees `checkouts == 0` under the
-//! lock knows nobody can start using the session before it is removed.
+//! and edits (never across an await). A slot's checkouts (callers using it) are
+//! added only under that lock, so an evictor that sees a slot idle under the lock
+//! knows nobody can start using the session before it is removed.
+//!
+//! Capacity is accounted by ownership, not by hand. The global count, its cap
+//! and the waiters belong to one [`Capacity`]; each unit of it is a guard held by
+//! a slot's entry in its server's map ([`SlotMap`]). Every way out of a map
+//! (eviction, the sweeper, `retire`, `take_pooled`, a failed open) drops the
+//! entry, and the drop frees the unit and wakes the waiters, so no path can
+//! forget either, and "units reserved == slots in the maps" holds at every
+//! moment outside a map's lock. A [`Checkout`] going idle wakes the waiters too,
+//! since an idle session can be evicted. A waiter registers before it looks for
+//! room (`Capacity::listen`), so a change between its look and its wait is not
+//! missed; a caller that finds its slot never touches the waiter machinery.
+
+mod capacity;
+mod slot;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::error::Error;
+use super::error::{Error, ErrorKind};
 use super::server::ServerEntry;
 use super::session::{CloseOutcome, CloseReason, Session};
 use super::transport::Connector;
 use crate::telemetry::Telemetry;
 use crate::telemetry::events::{OpenFailed, SessionOpened};
 use crate::telemetry::spans::{self, McpSpan};
+use capacity::Capacity;
+use slot::{Cap, Claim, Slot};
+pub(crate) use slot::{Checkout, SlotMap};
 
 /// How long a close may take before the stdio process group is killed.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
-
-/// A pooled session's place in its server's map, present from the start of its open.
-pub(crate) struct Slot {
-    checkouts: AtomicUsize,
-    session: OnceLock<Arc<Session>>,
-    state: watch::Sender<SlotState>,
-}
-
-#[derive(Clone)]
-enum SlotState {
-    Opening,
-    Ready,
-    Failed(Error),
-}
-
-impl Slot {
-    fn new() -> Slot {
-        Slot {
-            checkouts: AtomicUsize::new(0),
-            session: OnceLock::new(),
-            state: watch::channel(SlotState::Opening).0,
-        }
-    }
-
-    fn is_idle_session(&self) -> Option<&Arc<Session>> {
-        self.session
-            .get()
-            .filter(|_| self.checkouts.load(Ordering::Acquire) == 0)
-    }
-
-    fn holds(&self, session: &Arc<Session>) -> bool {
-        self.session.get().is_some_and(|s| Arc::ptr_eq(s, session))
-    }
-}
-
-/// Keeps a slot in use; dropping it makes the session evictable again.
-pub(crate) struct Checkout {
-    slot: Arc<Slot>,
-    freed: Arc<Notify>,
-}
-
-impl Drop for Checkout {
-    fn drop(&mut self) {
-        if self.slot.checkouts.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.freed.notify_waiters();
-        }
-    }
-}
-
-enum Reservation {
-    Existing(Arc<Slot>),
-    Created(Arc<Slot>),
-    Full(Cap),
-}
-
-#[derive(Clone, Copy)]
-enum Cap {
-    Server,
-    Global,
-}
 
 /// All sessions of a runtime.
 pub(crate) struct Pool {
     pub(crate) servers: BTreeMap<String, Arc<ServerEntry>>,
     owned: Mutex<HashMap<u64, Arc<Session>>>,
-    total: AtomicUsize,
-    max_total: usize,
+    /// `pool.max_sessions`, the units held by the slots of every server, and
+    /// the callers waiting for one.
+    capacity: Arc<Capacity>,
     queue_timeout: Duration,
     max_lifetime: Duration,
-    slot_freed: Arc<Notify>,
     next_id: AtomicU64,
     connector: Connector,
     pub(crate) shutdown: CancellationToken,
@@ -127,11 +85,9 @@ impl Pool {
         Pool {
             servers,
             owned: Mutex::new(HashMap::new()),
-            total: AtomicUsize::new(0),
-            max_total,
+            capacity: Capacity::new(max_total),
             queue_timeout,
             max_lifetime,
-            slot_freed: Arc::new(Notify::new()),
             next_id: AtomicU64::new(1),
             connector,
             shutdown: CancellationToken::new(),
@@ -157,97 +113,71 @@ impl Pool {
         entry: &Arc<ServerEntry>,
         scope: &str,
     ) -> Result<(Arc<Session>, Checkout), Error> {
-        let waited_since = Instant::now();
+        let claim = match self.try_claim(entry, scope)? {
+            Some(claim) => claim,
+            None => self.wait_for_room(entry, scope).await?,
+        };
+        let slot = claim.checkout.slot();
+        if claim.created {
+            // Created here, in the caller's context, so the caller's span is its parent.
+            let span = spans::initialize(entry.span_target(scope));
+            self.spawn_open(entry.clone(), Arc::from(scope), slot.clone(), span);
+        }
+        Ok((slot.ready().await?, claim.checkout))
+    }
+
+    /// Checks out the slot of `(entry, scope)`, evicting the least recently used
+    /// idle session when a cap leaves no room. `None` if every session under the
+    /// cap is busy (or still opening).
+    fn try_claim(
+        self: &Arc<Self>,
+        entry: &Arc<ServerEntry>,
+        scope: &str,
+    ) -> Result<Option<Claim>, Error> {
         loop {
             if self.is_shutting_down() {
                 return Err(Error::ShuttingDown);
             }
-            let (slot, created) = match self.reserve(entry, scope) {
-                Reservation::Existing(slot) => (slot, false),
-                Reservation::Created(slot) => (slot, true),
-                Reservation::Full(cap) => {
-                    if self.evict_lru(entry, cap) {
-                        continue;
-                    }
-                    // Register for wake-ups before looking again, so a slot freed
-                    // in between is not missed. (Only here: the hot path, a
-                    // session that exists, never touches the Notify.)
-                    let freed = self.slot_freed.notified();
-                    tokio::pin!(freed);
-                    freed.as_mut().enable();
-                    if !self.is_full(entry) {
-                        continue;
-                    }
-                    let waited = waited_since.elapsed();
-                    let Some(left) = self
-                        .queue_timeout
-                        .checked_sub(waited)
-                        .filter(|d| !d.is_zero())
-                    else {
-                        return Err(Error::PoolExhausted {
-                            server: entry.name.to_string(),
-                            waited,
-                        });
-                    };
-                    let _ = tokio::time::timeout(left, freed).await;
-                    continue;
-                }
-            };
-            let checkout = Checkout {
-                slot: slot.clone(),
-                freed: self.slot_freed.clone(),
-            };
-            if created {
-                // Created here, in the caller's context, so the caller's span is its parent.
-                let span = spans::initialize(entry.span_target(scope));
-                self.spawn_open(entry.clone(), Arc::from(scope), slot.clone(), span);
+            let checked = entry
+                .slots()
+                .check_out(scope, entry.max_sessions, &self.capacity);
+            match checked {
+                Ok(claim) => return Ok(Some(claim)),
+                Err(cap) if self.evict_lru(entry, cap) => {}
+                Err(_) => return Ok(None),
             }
-            return Ok((self.await_slot(&slot).await?, checkout));
         }
     }
 
-    /// Whether a new key would find `entry` (or the pool) full right now.
-    fn is_full(&self, entry: &ServerEntry) -> bool {
-        entry.slots().len() >= entry.max_sessions
-            || self.total.load(Ordering::Acquire) >= self.max_total
-    }
-
-    fn reserve(&self, entry: &ServerEntry, scope: &str) -> Reservation {
-        let mut slots = entry.slots();
-        if let Some(slot) = slots.get(scope) {
-            slot.checkouts.fetch_add(1, Ordering::AcqRel);
-            return Reservation::Existing(slot.clone());
-        }
-        if slots.len() >= entry.max_sessions {
-            return Reservation::Full(Cap::Server);
-        }
-        let reserved = self
-            .total
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max_total).then_some(n + 1)
-            });
-        if reserved.is_err() {
-            return Reservation::Full(Cap::Global);
-        }
-        let slot = Arc::new(Slot::new());
-        slot.checkouts.fetch_add(1, Ordering::AcqRel);
-        slots.insert(Arc::from(scope), slot.clone());
-        Reservation::Created(slot)
-    }
-
-    async fn await_slot(&self, slot: &Slot) -> Result<Arc<Session>, Error> {
-        if let Some(session) = slot.session.get() {
-            return Ok(session.clone());
-        }
-        let mut state = slot.state.subscribe();
-        let outcome = state
-            .wait_for(|s| !matches!(s, SlotState::Opening))
-            .await
-            .map(|s| s.clone());
-        match outcome {
-            Ok(SlotState::Ready) => slot.session.get().cloned().ok_or(Error::ShuttingDown),
-            Ok(SlotState::Failed(error)) => Err(error),
-            Ok(SlotState::Opening) | Err(_) => Err(Error::ShuttingDown),
+    /// Waits, up to `pool.queue_timeout`, until a slot frees or a session goes
+    /// idle, then claims the slot of `(entry, scope)`.
+    async fn wait_for_room(
+        self: &Arc<Self>,
+        entry: &Arc<ServerEntry>,
+        scope: &str,
+    ) -> Result<Claim, Error> {
+        let started = Instant::now();
+        loop {
+            let listener = self.capacity.listen();
+            if let Some(claim) = self.try_claim(entry, scope)? {
+                return Ok(claim);
+            }
+            let waited = started.elapsed();
+            let Some(left) = self
+                .queue_timeout
+                .checked_sub(waited)
+                .filter(|d| !d.is_zero())
+            else {
+                return Err(Error::PoolExhausted {
+                    server: entry.name.to_string(),
+                    waited,
+                });
+            };
+            tokio::select! {
+                () = listener.changed() => {}
+                () = tokio::time::sleep(left) => {}
+                () = self.shutdown.cancelled() => {}
+            }
         }
     }
 
@@ -267,28 +197,32 @@ impl Pool {
                 () = pool.shutdown.cancelled() => Err(Error::ShuttingDown),
             };
             match result {
-                Ok(session) => {
-                    let _ = slot.session.set(session.clone());
-                    let still_listed = entry
-                        .slots()
-                        .get(&scope)
-                        .is_some_and(|s| Arc::ptr_eq(s, &slot));
-                    slot.state.send_replace(SlotState::Ready);
-                    if !still_listed || pool.is_shutting_down() {
-                        let reason = if pool.is_shutting_down() {
-                            CloseReason::Shutdown
-                        } else {
-                            CloseReason::ScopeClosed
-                        };
-                        session.close(reason, None, CLOSE_GRACE).await;
-                    }
-                }
+                Ok(session) => pool.publish(&slot, session).await,
                 Err(error) => {
-                    pool.unlist(&entry, &scope, &slot);
-                    slot.state.send_replace(SlotState::Failed(error));
+                    // Out of the map first, so that a waiter woken by the error
+                    // that tries again opens anew.
+                    entry
+                        .slots()
+                        .remove_if(&scope, |listed| Arc::ptr_eq(listed, &slot));
+                    slot.set_failed(error);
                 }
             }
         });
+    }
+
+    /// Hands a freshly opened session to its slot's callers, and closes it at once
+    /// if the slot left the map while it opened (closed scope, shutdown).
+    async fn publish(&self, slot: &Arc<Slot>, session: Arc<Session>) {
+        slot.set_ready(session.clone());
+        let reason = if self.is_shutting_down() {
+            self.forget(&session);
+            CloseReason::Shutdown
+        } else if session.server.slots().lists(&session.scope, slot) {
+            return;
+        } else {
+            CloseReason::ScopeClosed
+        };
+        session.close(reason, None, CLOSE_GRACE).await;
     }
 
     /// Connects and initializes one session, emitting the opened or failed event.
@@ -340,29 +274,12 @@ impl Pool {
         }
     }
 
-    /// Removes `slot` from its server's map (if it is still there) and frees its capacity.
-    fn unlist(&self, entry: &ServerEntry, scope: &str, slot: &Arc<Slot>) -> bool {
-        let removed = {
-            let mut slots = entry.slots();
-            if slots.get(scope).is_some_and(|s| Arc::ptr_eq(s, slot)) {
-                slots.remove(scope)
-            } else {
-                None
-            }
-        };
-        if removed.is_some() {
-            self.total.fetch_sub(1, Ordering::AcqRel);
-            self.slot_freed.notify_waiters();
-        }
-        removed.is_some()
-    }
-
     /// The one way a session ends: out of every map, then closed.
     pub(crate) async fn retire(
         &self,
         session: &Arc<Session>,
         reason: CloseReason,
-        error: Option<super::ErrorKind>,
+        error: Option<ErrorKind>,
     ) -> CloseOutcome {
         self.forget(session);
         session.close(reason, error, CLOSE_GRACE).await
@@ -377,15 +294,10 @@ impl Pool {
                 .remove(&session.id);
             return;
         }
-        let slot = session
+        session
             .server
             .slots()
-            .get(&session.scope)
-            .filter(|s| s.holds(session))
-            .cloned();
-        if let Some(slot) = slot {
-            self.unlist(&session.server, &session.scope, &slot);
-        }
+            .remove_if(&session.scope, |slot| slot.holds(session));
     }
 
     /// Retires a session in the background (eviction, sweeps, leak repair).
@@ -393,9 +305,19 @@ impl Pool {
         self: &Arc<Self>,
         session: Arc<Session>,
         reason: CloseReason,
-        error: Option<super::ErrorKind>,
+        error: Option<ErrorKind>,
     ) {
         self.forget(&session);
+        self.close_in_background(session, reason, error);
+    }
+
+    /// Closes a session already out of every map, in a task of the pool.
+    fn close_in_background(
+        &self,
+        session: Arc<Session>,
+        reason: CloseReason,
+        error: Option<ErrorKind>,
+    ) {
         self.tracker.spawn(async move {
             session.close(reason, error, CLOSE_GRACE).await;
         });
@@ -403,45 +325,38 @@ impl Pool {
 
     /// Closes the least recently used idle session under `cap`. False if every
     /// session there is busy (or still opening).
-    fn evict_lru(self: &Arc<Self>, entry: &Arc<ServerEntry>, cap: Cap) -> bool {
-        let candidates: Vec<&Arc<ServerEntry>> = match cap {
+    fn evict_lru(&self, entry: &Arc<ServerEntry>, cap: Cap) -> bool {
+        let Some(session) = self.least_recently_used(entry, cap) else {
+            return false;
+        };
+        // Idle when chosen, but only the look under the lock counts.
+        let removed = session.server.slots().remove_if(&session.scope, |slot| {
+            slot.holds(&session) && slot.idle_session().is_some()
+        });
+        if removed.is_some() {
+            self.close_in_background(session, CloseReason::Evicted, None);
+        }
+        true // evicted, or it got busy or went away: the caller looks again
+    }
+
+    /// The idle session unused for longest, on `entry` (its own cap) or on any
+    /// server (the global cap).
+    fn least_recently_used(&self, entry: &Arc<ServerEntry>, cap: Cap) -> Option<Arc<Session>> {
+        let servers: Vec<&Arc<ServerEntry>> = match cap {
             Cap::Server => vec![entry],
             Cap::Global => self.servers.values().collect(),
         };
-        let mut best: Option<(Duration, Arc<Session>)> = None;
-        for server in candidates {
-            for slot in server.slots().values() {
-                if let Some(session) = slot.is_idle_session() {
-                    let idle = session.idle();
-                    if best.as_ref().is_none_or(|(most, _)| idle > *most) {
-                        best = Some((idle, session.clone()));
-                    }
-                }
-            }
+        let mut idle = Vec::new();
+        for server in servers {
+            idle.extend(
+                server
+                    .slots()
+                    .slots()
+                    .filter_map(|s| s.idle_session())
+                    .cloned(),
+            );
         }
-        let Some((_, session)) = best else {
-            return false;
-        };
-        let server = &session.server;
-        let removed = {
-            let mut slots = server.slots();
-            let still_idle = slots
-                .get(&session.scope)
-                .is_some_and(|s| s.holds(&session) && s.is_idle_session().is_some());
-            if still_idle {
-                slots.remove(&session.scope)
-            } else {
-                None
-            }
-        };
-        if removed.is_none() {
-            return true; // it got busy or went away; the caller looks again
-        }
-        self.total.fetch_sub(1, Ordering::AcqRel);
-        self.tracker.spawn(async move {
-            session.close(CloseReason::Evicted, None, CLOSE_GRACE).await;
-        });
-        true
+        idle.into_iter().max_by_key(|session| session.idle())
     }
 
     /// One pass of the sweeper: closes idle sessions past their TTL, sessions past
@@ -449,34 +364,34 @@ impl Pool {
     pub(crate) fn sweep(self: &Arc<Self>) {
         for entry in self.servers.values() {
             let mut expired = Vec::new();
-            {
-                let mut slots = entry.slots();
-                slots.retain(|_, slot| {
-                    let Some(session) = slot.is_idle_session() else {
-                        return true;
-                    };
-                    let reason = if session.transport_closed() {
-                        CloseReason::ServerExit
-                    } else if session.idle() >= entry.idle_ttl {
-                        CloseReason::IdleTimeout
-                    } else if session.age() >= self.max_lifetime {
-                        CloseReason::MaxLifetime
-                    } else {
-                        return true;
-                    };
-                    expired.push((session.clone(), reason));
-                    false
-                });
-            }
+            entry.slots().remove_where(|_, slot| {
+                let Some(session) = slot.idle_session() else {
+                    return false;
+                };
+                let Some(reason) = self.expiry(entry, session) else {
+                    return false;
+                };
+                expired.push((session.clone(), reason));
+                true
+            });
             for (session, reason) in expired {
-                self.total.fetch_sub(1, Ordering::AcqRel);
-                self.slot_freed.notify_waiters();
-                let error = (reason == CloseReason::ServerExit)
-                    .then_some(super::ErrorKind::TransportClosed);
-                self.tracker.spawn(async move {
-                    session.close(reason, error, CLOSE_GRACE).await;
-                });
+                let error =
+                    (reason == CloseReason::ServerExit).then_some(ErrorKind::TransportClosed);
+                self.close_in_background(session, reason, error);
             }
+        }
+    }
+
+    /// Why an idle session of `entry` should close now, if it should.
+    fn expiry(&self, entry: &ServerEntry, session: &Session) -> Option<CloseReason> {
+        if session.transport_closed() {
+            Some(CloseReason::ServerExit)
+        } else if session.idle() >= entry.idle_ttl {
+            Some(CloseReason::IdleTimeout)
+        } else if session.age() >= self.max_lifetime {
+            Some(CloseReason::MaxLifetime)
+        } else {
+            None
         }
     }
 
@@ -492,28 +407,16 @@ impl Pool {
         (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
     }
 
-    /// Removes and returns the pooled sessions matching `select(server, scope)`.
+    /// Removes and returns the pooled sessions matching `select(server, scope)`
+    /// (busy ones included; slots still opening are removed, and their session
+    /// closes as it opens). Their capacity is free at once.
     pub(crate) fn take_pooled(&self, select: impl Fn(&str, &str) -> bool) -> Vec<Arc<Session>> {
         let mut taken = Vec::new();
         for entry in self.servers.values() {
-            let mut removed = Vec::new();
-            entry.slots().retain(|scope, slot| {
-                if select(&entry.name, scope) {
-                    removed.push(slot.clone());
-                    false
-                } else {
-                    true
-                }
-            });
-            for slot in removed {
-                self.total.fetch_sub(1, Ordering::AcqRel);
-                if let Some(session) = slot.session.get() {
-                    taken.push(session.clone());
-                }
-            }
-        }
-        if !taken.is_empty() {
-            self.slot_freed.notify_waiters();
+            let removed = entry
+                .slots()
+                .remove_where(|scope, _| select(&entry.name, scope));
+            taken.extend(removed.iter().filter_map(|slot| slot.session().cloned()));
         }
         taken
     }
@@ -526,8 +429,8 @@ impl Pool {
             .flat_map(|entry| {
                 entry
                     .slots()
-                    .values()
-                    .filter_map(|slot| slot.session.get().cloned())
+                    .slots()
+                    .filter_map(|slot| slot.session().cloned())
                     .collect::<Vec<_>>()
             })
             .collect();
@@ -550,7 +453,7 @@ impl Pool {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len();
-        (slots, owned, self.total.load(Ordering::Acquire))
+        (slots, owned, self.capacity.reserved())
     }
 
     /// Closes every session and waits for every task, within `deadline`. After it

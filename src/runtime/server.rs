@@ -1,11 +1,11 @@
 //! Per-server state: its config, breaker, metric handles and pooled sessions.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::breaker::Breaker;
-use super::pool::Slot;
+use super::pool::SlotMap;
 use super::transport::oauth::ServerOAuth;
 use crate::config::{ElicitationPolicy, PoolConfig, SamplingPolicy, ServerConfig, TransportKind};
 use crate::telemetry::Telemetry;
@@ -27,8 +27,9 @@ pub(crate) struct ServerEntry {
     pub(crate) oauth: Option<Arc<ServerOAuth>>,
     pub(crate) metrics: ServerMetrics,
     pub(crate) telemetry: Arc<Telemetry>,
-    /// Pooled sessions by scope (opening ones included).
-    slots: Mutex<HashMap<Arc<str>, Arc<Slot>>>,
+    /// Pooled sessions by scope (opening ones included), each holding its unit
+    /// of the pool's capacity.
+    slots: Mutex<SlotMap>,
 }
 
 impl ServerEntry {
@@ -86,13 +87,14 @@ impl ServerEntry {
                 }),
             metrics,
             telemetry,
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(SlotMap::default()),
         }
     }
 
-    /// The pooled sessions map. Every write to it is a single insert or remove,
-    /// so a poisoned lock still holds a consistent map.
-    pub(crate) fn slots(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Slot>>> {
+    /// The pooled sessions map, locked (never hold it across an await). Each entry
+    /// carries its own unit of capacity, so a poisoned lock still holds a map
+    /// whose count matches the pool's.
+    pub(crate) fn slots(&self) -> MutexGuard<'_, SlotMap> {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
