@@ -4,6 +4,8 @@
 //! `breaker_open` for ever. On the pooled path, the owned path and through the
 //! agent's HTTP API.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::net::SocketAddr;
@@ -90,10 +92,16 @@ async fn a_pooled_probe_dropped_by_its_caller_leaves_the_next_call_probing() {
         .await
         .unwrap();
     let _healed = open_then_abandon_a_probe(&runtime, addr, || echo(&runtime)).await;
-    let call = echo(&runtime).await.expect("the next call probes and succeeds");
+    let call = echo(&runtime)
+        .await
+        .expect("the next call probes and succeeds");
     assert!(!call.is_error());
     assert_eq!(breaker(&runtime), "closed");
-    let state = support::metric(&runtime, "mcp_client_circuit_state", &[("mcp_server", "flaky")]);
+    let state = support::metric(
+        &runtime,
+        "mcp_client_circuit_state",
+        &[("mcp_server", "flaky")],
+    );
     assert_eq!(state, 0.0);
     runtime.shutdown(Duration::from_secs(5)).await;
 }
@@ -113,7 +121,10 @@ async fn an_owned_open_probe_dropped_by_its_caller_leaves_the_next_open_probing(
     assert!(gone.is_err(), "the open should still be hanging");
     drop(hang);
     let _healed = HttpDemo::start_at(addr).await;
-    let session = runtime.open("flaky").await.expect("the next open probes and succeeds");
+    let session = runtime
+        .open("flaky")
+        .await
+        .expect("the next open probes and succeeds");
     assert_eq!(breaker(&runtime), "closed");
     session.close().await;
     runtime.shutdown(Duration::from_secs(5)).await;
@@ -130,9 +141,13 @@ async fn through_the_agent_a_hang_up_during_the_probe_then_recovery() {
          breaker = {{ failure_threshold = 1, cool_down = \"1s\" }}\ncall_timeout = \"20s\"\n"
     );
     let agent = support::Agent::start(&config, &[]).await;
-    let call = serde_json::json!({"server": "flaky", "tool": "echo", "arguments": {"message": "hi"}});
+    let call =
+        serde_json::json!({"server": "flaky", "tool": "echo", "arguments": {"message": "hi"}});
     let (status, body) = agent.post("/v1/tools/call", call.clone(), &[]).await;
-    assert_eq!((status, body["error"]["type"].as_str()), (502, Some("connect_failed")));
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (502, Some("connect_failed"))
+    );
     let hang = Hang::at(addr).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let impatient = reqwest::Client::builder()
@@ -141,7 +156,10 @@ async fn through_the_agent_a_hang_up_during_the_probe_then_recovery() {
         .unwrap();
     let url = format!("{}/v1/tools/call", agent.api);
     let hung_up = impatient.post(&url).json(&call).send().await;
-    assert!(hung_up.is_err(), "the probe should hang until the caller hangs up");
+    assert!(
+        hung_up.is_err(),
+        "the probe should hang until the caller hangs up"
+    );
     drop(hang);
     let _healed = HttpDemo::start_at(addr).await;
     let mut answered = (0, serde_json::Value::Null);

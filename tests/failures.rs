@@ -724,6 +724,9 @@ async fn a_dropped_call_is_recorded_as_cancelled() {
     let name = "mcp_client_operation_duration_seconds";
     assert_eq!(metric(&runtime, name, &cancelled), 1.0);
     let inflight = [("mcp_server", "demo")];
-    assert_eq!(metric(&runtime, "mcp_client_inflight_requests", &inflight), 0.0);
+    assert_eq!(
+        metric(&runtime, "mcp_client_inflight_requests", &inflight),
+        0.0
+    );
     runtime.shutdown(Duration::from_secs(5)).await;
 }

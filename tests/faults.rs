@@ -1136,7 +1136,10 @@ async fn every_list_follows_every_page_pooled_leased_and_owned() {
         .await
         .unwrap();
     let names = |tools: Vec<rmcp::model::Tool>| {
-        tools.into_iter().map(|t| t.name.to_string()).collect::<Vec<_>>()
+        tools
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect::<Vec<_>>()
     };
     let pooled = names(runtime.list_tools("fake", Some("p")).await.unwrap());
     assert_eq!(pooled.len(), 7, "{pooled:?}");

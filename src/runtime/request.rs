@@ -103,8 +103,10 @@ impl McpResult {
     pub fn typed<T: TypedResult>(self, server: &str, method: &str) -> Result<T, Error> {
         let value = match T::take(self.0) {
             Ok(typed) => return Ok(typed),
-            Err(ServerResult::CustomResult(custom)) => custom.0,
-            Err(other) => serde_json::to_value(other).unwrap_or(Value::Null),
+            Err(other) => match *other {
+                ServerResult::CustomResult(custom) => custom.0,
+                other => serde_json::to_value(other).unwrap_or(Value::Null),
+            },
         };
         serde_json::from_value(value).map_err(|e| Error::Protocol {
             server: server.to_owned(),
@@ -154,17 +156,17 @@ impl McpResult {
 /// A result type with a typed view: rmcp's decoded variant taken as is, else
 /// decoded from the JSON.
 pub trait TypedResult: DeserializeOwned {
-    /// The typed value, when `result` already is one.
-    fn take(result: ServerResult) -> Result<Self, ServerResult>;
+    /// The typed value, when `result` already is one; else `result` back.
+    fn take(result: ServerResult) -> Result<Self, Box<ServerResult>>;
 }
 
 macro_rules! typed_result {
     ($($ty:ident),* $(,)?) => {$(
         impl TypedResult for $ty {
-            fn take(result: ServerResult) -> Result<Self, ServerResult> {
+            fn take(result: ServerResult) -> Result<Self, Box<ServerResult>> {
                 match result {
                     ServerResult::$ty(typed) => Ok(typed),
-                    other => Err(other),
+                    other => Err(Box::new(other)),
                 }
             }
         }
@@ -183,8 +185,8 @@ typed_result!(
 );
 
 impl TypedResult for Value {
-    fn take(result: ServerResult) -> Result<Self, ServerResult> {
-        Err(result)
+    fn take(result: ServerResult) -> Result<Self, Box<ServerResult>> {
+        Err(Box::new(result))
     }
 }
 

@@ -132,41 +132,15 @@ impl Connector {
         handler: McpClient,
         progress: &Arc<ProgressRouter>,
         oauth: Option<Arc<oauth::ServerOAuth>>,
-    ) -> Result<(McpService, Option<ChildProcess>, Option<SessionIdCell>), Error> {
+    ) -> Result<Opened, Error> {
         let name = server.to_string();
         let lifecycle = spec.lifecycle;
         match spec.transport_kind() {
-            TransportKind::Stdio => {
-                let (process, transport) = ChildProcess::spawn(server, spec, &self.tracker)
-                    .map_err(|e| Error::ConnectFailed {
-                        server: name.clone(),
-                        detail: format!(
-                            "cannot start `{}`: {e}",
-                            spec.command.as_deref().unwrap_or_default()
-                        ),
-                    })?;
-                match start(handler, transport, progress, lifecycle).await {
-                    Ok(service) => Ok((service, Some(process), None)),
-                    Err(error) => {
-                        process.wait_exit(Duration::from_millis(200)).await;
-                        let detail =
-                            format!("{}; {}", initialize_detail(&error), process.describe_exit());
-                        Err(Error::InitializeFailed {
-                            server: name,
-                            detail,
-                        })
-                    }
-                }
-            }
+            TransportKind::Stdio => self.connect_stdio(server, spec, handler, progress).await,
             TransportKind::Http => {
                 let cell = SessionIdCell::default();
-                let (client, config) =
-                    http::parts(&self.http, spec, cell.clone()).map_err(|detail| {
-                        Error::ConnectFailed {
-                            server: name.clone(),
-                            detail,
-                        }
-                    })?;
+                let (client, config) = http::parts(&self.http, spec, cell.clone())
+                    .map_err(|detail| Phase::Connect.closed(name.clone(), detail))?;
                 let started = match oauth {
                     None => {
                         let transport = StreamableHttpClientTransport::with_client(client, config);
@@ -181,35 +155,7 @@ impl Connector {
                 let service = started.map_err(|e| initialize_error(&name, e))?;
                 Ok((service, None, Some(cell)))
             }
-            TransportKind::Sse => {
-                let options = sse::SseOptions {
-                    url: url::Url::parse(spec.url.as_deref().unwrap_or_default()).map_err(|e| {
-                        Error::ConnectFailed {
-                            server: name.clone(),
-                            detail: e.to_string(),
-                        }
-                    })?,
-                    headers: http::header_map(spec).map_err(|detail| Error::ConnectFailed {
-                        server: name.clone(),
-                        detail,
-                    })?,
-                    connect_timeout: spec.connect_timeout,
-                    max_event_bytes: spec.max_response_bytes,
-                };
-                let transport = sse::LegacySseTransport::connect(self.http.clone(), options)
-                    .await
-                    .map_err(|e| {
-                        let source = rmcp::transport::DynamicTransportError::new::<
-                            sse::LegacySseTransport,
-                            RoleClient,
-                        >(e);
-                        classify_transport_error(&name, &source, Phase::Connect)
-                    })?;
-                let service = start(handler, transport, progress, lifecycle)
-                    .await
-                    .map_err(|e| initialize_error(&name, e))?;
-                Ok((service, None, None))
-            }
+            TransportKind::Sse => self.connect_sse(&name, spec, handler, progress).await,
             TransportKind::Builtin => {
                 let (read, write) = tokio::io::split(builtin::start(&self.tracker));
                 let transport = AsyncRwTransport::new_client(read, write);
@@ -220,7 +166,58 @@ impl Connector {
             }
         }
     }
+
+    async fn connect_stdio(
+        &self,
+        server: &Arc<str>,
+        spec: &ServerConfig,
+        handler: McpClient,
+        progress: &Arc<ProgressRouter>,
+    ) -> Result<Opened, Error> {
+        let name = server.to_string();
+        let (process, transport) =
+            ChildProcess::spawn(server, spec, &self.tracker).map_err(|e| {
+                let command = spec.command.as_deref().unwrap_or_default();
+                Phase::Connect.closed(name.clone(), format!("cannot start `{command}`: {e}"))
+            })?;
+        match start(handler, transport, progress, spec.lifecycle).await {
+            Ok(service) => Ok((service, Some(process), None)),
+            Err(error) => {
+                process.wait_exit(Duration::from_millis(200)).await;
+                let detail = format!("{}; {}", initialize_detail(&error), process.describe_exit());
+                Err(Phase::Initialize.closed(name, detail))
+            }
+        }
+    }
+
+    async fn connect_sse(
+        &self,
+        name: &str,
+        spec: &ServerConfig,
+        handler: McpClient,
+        progress: &Arc<ProgressRouter>,
+    ) -> Result<Opened, Error> {
+        let refused = |detail: String| Phase::Connect.closed(name.to_owned(), detail);
+        let url = url::Url::parse(spec.url.as_deref().unwrap_or_default())
+            .map_err(|e| refused(e.to_string()))?;
+        let options = sse::SseOptions {
+            url,
+            headers: http::header_map(spec).map_err(refused)?,
+            connect_timeout: spec.connect_timeout,
+            max_event_bytes: spec.max_response_bytes,
+        };
+        let transport = sse::LegacySseTransport::connect(self.http.clone(), options)
+            .await
+            .map_err(|e| e.classify(name, Phase::Connect))?;
+        let service = start(handler, transport, progress, spec.lifecycle)
+            .await
+            .map_err(|e| initialize_error(name, e))?;
+        Ok((service, None, None))
+    }
 }
+
+/// A started service and what the session must own with it.
+type Opened = (McpService, Option<ChildProcess>, Option<SessionIdCell>);
 
 /// Starts the client service on `transport` with the server's lifecycle, its
 /// progress notifications routed by `progress`.

@@ -60,8 +60,7 @@ mod tests {
         let error = client
             .post_message(Arc::from(url), ping(), None, None, Default::default())
             .await
-            .err()
-            .expect("an error");
+            .expect_err("an error");
         let rmcp::transport::streamable_http_client::StreamableHttpError::UnexpectedServerResponse(
             text,
         ) = &error
