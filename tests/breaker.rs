@@ -137,7 +137,7 @@ async fn through_the_agent_a_hang_up_during_the_probe_then_recovery() {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let config = format!(
-        "[servers.flaky]\nurl = \"http://{addr}/mcp\"\nretry = {{ max_attempts = 1 }}\n\
+        "[servers.flaky]\ntransport = \"http\"\nurl = \"http://{addr}/mcp\"\nretry = {{ max_attempts = 1 }}\n\
          breaker = {{ failure_threshold = 1, cool_down = \"1s\" }}\ncall_timeout = \"20s\"\n"
     );
     let agent = support::Agent::start(&config, &[]).await;
