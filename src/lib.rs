@@ -25,12 +25,18 @@
 //! | `runtime/pool.rs` | sessions by `(server, scope)`: caps, LRU, idle TTL, single-flight open, `retire` |
 //! | `runtime/pool/` | `capacity.rs` (the global cap, its units and waiters), `slot.rs` (slots, checkouts, the per-server slot map) |
 //! | `runtime/session.rs` | one live session and the one close path |
-//! | `runtime/lease.rs` | [`SessionLease`] (pooled) and [`OwnedSession`] (with the leak guard) |
-//! | `runtime/call.rs` | deadline and cancellation, error classification, retry policy |
-//! | `runtime/breaker.rs` | the per-server circuit breaker |
+//! | `runtime/lease.rs` | [`SessionLease`] (pooled) and [`OwnedSession`] (with the leak guard), both [`McpSession`] |
+//! | `runtime/operations.rs` | every MCP operation, each written once (tools, resources, templates, prompts, completion, subscribe, logging level, ping) |
+//! | `runtime/request.rs` | [`McpRequest`] and [`McpResult`] (raw JSON in and out, typed views) and [`RequestHandle`] |
+//! | `runtime/call.rs` | the one request path: `send` (one session, deadline, cancellation) and `pooled` (breaker, checkout, retries, recovery) |
+//! | `runtime/record.rs` | a request's record (span, in-flight gauge, metrics), settled on every exit |
+//! | `runtime/deadline.rs` | the one deadline type of a call |
+//! | `runtime/retry.rs` | the retry policy and backoff |
+//! | `runtime/breaker.rs` | the per-server circuit breaker and its permits |
 //! | `runtime/handler.rs` | the client handler: capabilities, server logs, notifications, sampling and elicitation policies |
+//! | `runtime/server_requests.rs` | the server's own requests routed to the caller in flight |
 //! | `runtime/progress.rs` | progress notifications routed to their request's span and [`CallOptions::on_progress`] |
-//! | `runtime/transport/` | `stdio.rs` (process groups), `http.rs` (streamable HTTP), `oauth.rs` (OAuth 2.1), `sse.rs` (legacy SSE), `builtin.rs` |
+//! | `runtime/transport/` | `stdio.rs` (process groups), `http.rs` (streamable HTTP), `oauth.rs` (OAuth 2.1), `sse.rs` (legacy SSE), `builtin.rs`; each classifies its own errors; `rmcp_text.rs` (rmcp's text-only facts, pinned) |
 //! | `runtime/error.rs` | [`Error`] and the bounded [`ErrorKind`] |
 //! | [`telemetry`] | `install` (logs, OTLP, Sentry); metrics (`metrics.rs`), lifecycle events (`events.rs`), spans (`spans.rs`), bounded export (`export.rs`), Sentry (`sentry.rs`), names (`semconv.rs`) |
 //! | [`bench`] | `mcpwatch bench`: latency distribution and throughput of a tool |
@@ -47,6 +53,7 @@ pub mod telemetry;
 
 pub use config::Config;
 pub use runtime::{
-    CallOptions, CloseReason, Error, ErrorKind, OwnedSession, Progress, ProgressCallback, Result,
-    Runtime, ServerStatus, SessionInfo, SessionLease, ShutdownReport, StartError, ToolCall,
+    BreakerState, CallOptions, CloseReason, Error, ErrorKind, McpRequest, McpResult, McpSession,
+    OwnedSession, Progress, ProgressCallback, RequestHandle, Result, Runtime, ServerRequestRoute,
+    ServerStatus, SessionInfo, SessionLease, ShutdownReport, StartError, ToolCall, TypedResult,
 };
