@@ -68,7 +68,7 @@ use server::ServerEntry;
 use transport::Connector;
 
 /// Options of one call.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct CallOptions {
     /// The scope (`default` when `None`): 1-200 characters of `[A-Za-z0-9._:@-]`.
     pub scope: Option<String>,
@@ -78,6 +78,21 @@ pub struct CallOptions {
     pub on_progress: Option<ProgressCallback>,
     /// Cancelled: the call is cancelled at the server and fails `cancelled`.
     pub cancel: Option<tokio_util::sync::CancellationToken>,
+    /// Answers the server's own requests made during the call
+    /// ([`CallOptions::route_server_requests`]).
+    pub server_requests: Option<ServerRequestRoute>,
+}
+
+impl std::fmt::Debug for CallOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallOptions")
+            .field("scope", &self.scope)
+            .field("timeout", &self.timeout)
+            .field("on_progress", &self.on_progress)
+            .field("cancel", &self.cancel)
+            .field("server_requests", &self.server_requests.is_some())
+            .finish()
+    }
 }
 
 impl CallOptions {
@@ -132,11 +147,21 @@ impl CallOptions {
         self
     }
 
+    /// The server's own requests (sampling, elicitation) made while this call is
+    /// the only routed request in flight on its session go to `route`, instead of
+    /// the server's `sampling`/`elicitation` policy. This is how a caller with a
+    /// person or a model at hand answers them (the gateway forwards them to its
+    /// client).
+    pub fn route_server_requests(mut self, route: ServerRequestRoute) -> CallOptions {
+        self.server_requests = Some(route);
+        self
+    }
+
     fn handle(&self) -> RequestHandle {
         RequestHandle {
             progress: self.on_progress.clone(),
             cancel: self.cancel.clone(),
-            server_requests: None,
+            server_requests: self.server_requests.clone(),
         }
     }
 }

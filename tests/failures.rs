@@ -730,3 +730,39 @@ async fn a_dropped_call_is_recorded_as_cancelled() {
     );
     runtime.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A call's cancel token cancels exactly that request at the server: the caller
+/// gets `cancelled` at once, the server receives `notifications/cancelled`, and
+/// the session lives on.
+#[tokio::test]
+async fn a_cancel_token_cancels_the_request_at_the_server() {
+    let runtime = Runtime::start(config([("demo", demo_stdio())]))
+        .await
+        .unwrap();
+    assert_eq!(counter(&runtime, "demo", "c").await, 1);
+    let token = tokio_util::sync::CancellationToken::new();
+    let options = CallOptions::scope("c").cancel_on(token.clone());
+    let started = Instant::now();
+    let call_sleep = runtime.call_tool("demo", "sleep", Some(json!({"ms": 5_000})), options);
+    let cancel = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        token.cancel();
+    };
+    let (outcome, ()) = tokio::join!(call_sleep, cancel);
+    assert_eq!(outcome.unwrap_err().kind(), ErrorKind::Cancelled);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    eventually_async(
+        Duration::from_secs(3),
+        "the server saw the cancellation",
+        || async {
+            let stats = call(&runtime, "demo", "stats", json!({}), "c")
+                .await
+                .unwrap();
+            let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+            stats["cancelled"] == 1
+        },
+    )
+    .await;
+    assert_eq!(counter(&runtime, "demo", "c").await, 2, "the same session");
+    runtime.shutdown(Duration::from_secs(5)).await;
+}

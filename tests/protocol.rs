@@ -989,3 +989,60 @@ async fn resources_and_prompts_in_the_agent_api() {
     let (status, _) = agent.get("/v1/servers/nope/prompts", &[]).await;
     assert_eq!(status, 404);
 }
+
+/// A call with a route for the server's own requests answers them itself:
+/// server-everything's sampling request reaches the caller's route (not the
+/// `decline` policy), and its answer reaches the tool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_with_a_route_answers_the_servers_sampling_request() {
+    let runtime = Runtime::start(support::config([(
+        "everything",
+        support::everything_stdio(),
+    )]))
+    .await
+    .unwrap();
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = asked.clone();
+    let route: mcpwatch::ServerRequestRoute = std::sync::Arc::new(move |request| {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(
+            request,
+            rmcp::model::ServerRequest::CreateMessageRequest(_)
+        ));
+        Box::pin(async {
+            let answer = json!({"role": "assistant", "model": "the-caller",
+                "content": {"type": "text", "text": "answered by the caller's route"}});
+            let result: rmcp::model::CreateMessageResult = serde_json::from_value(answer).unwrap();
+            Ok(rmcp::model::ClientResult::CreateMessageResult(Box::new(
+                result,
+            )))
+        })
+    });
+    let options = CallOptions::scope(SCOPE).route_server_requests(route);
+    let sampled = runtime
+        .call_tool(
+            "everything",
+            "trigger-sampling-request",
+            Some(json!({"prompt": "hi"})),
+            options,
+        )
+        .await
+        .unwrap()
+        .result;
+    assert_ne!(sampled.is_error, Some(true), "{}", json_of(&sampled));
+    assert!(
+        json_of(&sampled).contains("answered by the caller's route"),
+        "{}",
+        json_of(&sampled)
+    );
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        server_requests(&runtime, "sampling/createMessage", "forwarded"),
+        1.0
+    );
+    assert_eq!(
+        server_requests(&runtime, "sampling/createMessage", "decline"),
+        0.0
+    );
+    runtime.shutdown(Duration::from_secs(10)).await;
+}
