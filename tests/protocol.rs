@@ -994,6 +994,7 @@ async fn resources_and_prompts_in_the_agent_api() {
 /// server-everything's sampling request reaches the caller's route (not the
 /// `decline` policy), and its answer reaches the tool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(deprecated)] // Sampling is deprecated by SEP-2577, but servers still ask.
 async fn a_call_with_a_route_answers_the_servers_sampling_request() {
     let runtime = Runtime::start(support::config([(
         "everything",
