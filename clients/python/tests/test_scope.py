@@ -68,9 +68,10 @@ def test_step_keys_differ_in_every_part_and_fit_the_header():
         step_key("conv-1", "call-1", "other", "counter"),
         step_key("conv-1", "call-1", "demo", "echo"),
         step_key(None, "call-1", "demo", "counter"),
+        step_key("conv-1", "call-1", "demo", "counter", task="tools:abc"),
     }
     assert base not in variants
-    assert len(variants) == 5
+    assert len(variants) == 6
     assert base == step_key("conv-1", "call-1", "demo", "counter")
     assert len(base) <= 255
     assert base.isascii()

@@ -37,14 +37,19 @@ def scope_for(thread_id: str, namespace: str | None = None) -> str:
     return HASHED_PREFIX + digest[:_HASH_CHARS]
 
 
-def step_key(scope: str | None, tool_call_id: str, server: str, tool: str) -> str:
+def step_key(
+    scope: str | None, tool_call_id: str, server: str, tool: str, *, task: str | None = None
+) -> str:
     """The ``Idempotency-Key`` of one step: a tool call of one thread on one server.
 
     A re-run of the same step (a LangGraph ``RetryPolicy``, a resume from a checkpoint)
     carries the same ``tool_call_id`` and so the same key: the agent joins the first call
-    or returns its answer instead of running the tool again. All four parts are hashed,
+    or returns its answer instead of running the tool again. All parts are hashed,
     because tool-call ids repeat across threads (fake models in tests script the same
-    ids, and some providers number calls per conversation).
+    ids, and some providers number calls per conversation). ``task`` optionally names
+    the orchestrator's unit of work too: ``load_tools`` passes LangGraph's checkpoint
+    namespace of the ToolNode task, which a re-run or a resume keeps and a new turn
+    changes, so a tool-call id repeated in a later turn is a new step.
     """
-    parts = json.dumps([scope, tool_call_id, server, tool], ensure_ascii=True)
+    parts = json.dumps([scope, tool_call_id, server, tool, task], ensure_ascii=True)
     return "step-" + hashlib.sha256(parts.encode()).hexdigest()

@@ -11,10 +11,11 @@ Each tool is a ``StructuredTool`` whose schema is the MCP tool's ``inputSchema``
 * the scope is ``scope_for(thread_id, namespace)`` of the run's
   ``config["configurable"]["thread_id"]`` (no thread: the scope ``default``), so each
   conversation has its own sessions;
-* the ``Idempotency-Key`` is ``step_key(scope, tool_call_id, server, tool)`` when the
-  tool runs in a ``ToolNode`` (it injects ``runtime``), so a ``RetryPolicy`` re-run or a
-  resume from a checkpoint joins the first call instead of running the tool again;
-  elsewhere it is random per invocation, which makes transport retries safe;
+* the ``Idempotency-Key`` is ``step_key(scope, tool_call_id, server, tool, task=...)``
+  when the tool runs in a ``ToolNode`` (it injects ``runtime``; ``task`` is the node
+  task's checkpoint namespace), so a ``RetryPolicy`` re-run or a resume from a
+  checkpoint joins the first call instead of running the tool again; elsewhere it is
+  random per invocation, which makes transport retries safe;
 * ``isError`` becomes a ``ToolException``, handled into an error ``ToolMessage`` the
   model can read and correct itself from;
 * agent errors raise their typed class (``Timeout``, ``BreakerOpen``, ``AgentUnreachable``
@@ -59,13 +60,18 @@ class _McpTool:
     on_agent_error: AgentErrorPolicy
 
     def target(self, config: RunnableConfig, runtime: object | None) -> tuple[str | None, str]:
-        """The scope (from the run's thread) and the Idempotency-Key (from the tool call)."""
-        thread_id = (config.get("configurable") or {}).get("thread_id")
+        """The scope (from the run's thread) and the Idempotency-Key (from the tool call
+        and the LangGraph task running it)."""
+        configurable = config.get("configurable") or {}
+        thread_id = configurable.get("thread_id")
         scope = None if thread_id is None else scope_for(str(thread_id), self.namespace)
         tool_call_id = getattr(runtime, "tool_call_id", None)
         if tool_call_id is None:
             return scope, f"call-{uuid.uuid4().hex}"
-        return scope, step_key(scope, str(tool_call_id), self.server, self.name)
+        task = configurable.get("checkpoint_ns")
+        return scope, step_key(
+            scope, str(tool_call_id), self.server, self.name, task=task and str(task)
+        )
 
     def output(self, result: CallResult) -> ToolOutput:
         """``(content, artifact)`` of a result; ``ToolException`` for ``isError``."""
