@@ -11,7 +11,7 @@ from typing import Any
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
@@ -21,12 +21,13 @@ from langgraph.prebuilt import ToolNode, tools_condition
 from langgraph.types import RetryPolicy
 
 #: A run's input, and the model's reply that ends it.
-GO = {"messages": [HumanMessage("go")]}
+GO: dict[str, Any] = {"messages": [HumanMessage("go")]}
 DONE = AIMessage(content="done")
 
 
 def calls(*names: str, ids: Sequence[str] | None = None, **args: Any) -> AIMessage:
-    """An AIMessage calling each tool in ``names`` (ids ``call-1``, ``call-2``, ... unless given)."""
+    """An AIMessage calling each tool in ``names``, with ``args[name]`` as its arguments
+    (ids ``call-1``, ``call-2``, ... unless given)."""
     ids = ids or [f"call-{n}" for n in range(1, len(names) + 1)]
     return AIMessage(
         content="",
@@ -79,6 +80,6 @@ def tool_messages(state: dict[str, Any]) -> list[ToolMessage]:
     return [m for m in state["messages"] if isinstance(m, ToolMessage)]
 
 
-def thread(thread_id: str) -> dict[str, Any]:
+def thread(thread_id: str) -> RunnableConfig:
     """The run config of a thread."""
     return {"configurable": {"thread_id": thread_id}}

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from mcpwatch_client import AsyncClient, ToolError, UnknownServer, scope_for
 from mcpwatch_client.testing import AgentProcess
 
 
-def test_async_calls_in_scopes(mcpwatch_agent: AgentProcess, thread_id: str):
+def test_async_calls_in_scopes(mcpwatch_agent: AgentProcess, thread_id: str) -> None:
     async def main() -> None:
         async with mcpwatch_agent.async_client() as client:
             scope = scope_for(thread_id)
@@ -27,7 +29,9 @@ def test_async_calls_in_scopes(mcpwatch_agent: AgentProcess, thread_id: str):
     asyncio.run(main())
 
 
-def test_concurrent_threads_keep_their_own_state(mcpwatch_agent: AgentProcess, thread_id: str):
+def test_concurrent_threads_keep_their_own_state(
+    mcpwatch_agent: AgentProcess, thread_id: str
+) -> None:
     threads = [f"{thread_id}-{n}" for n in range(4)]
 
     async def count(client: AsyncClient, thread: str, times: int) -> list[str]:
@@ -36,7 +40,9 @@ def test_concurrent_threads_keep_their_own_state(mcpwatch_agent: AgentProcess, t
 
     async def main() -> None:
         async with mcpwatch_agent.async_client() as client:
-            results = await asyncio.gather(*(count(client, t, n + 1) for n, t in enumerate(threads)))
+            results = await asyncio.gather(
+                *(count(client, t, n + 1) for n, t in enumerate(threads))
+            )
             assert results == [[str(i) for i in range(1, n + 2)] for n in range(4)]
             closed = await asyncio.gather(*(client.end_thread(t) for t in threads))
             assert closed == [1, 1, 1, 1]
@@ -44,31 +50,26 @@ def test_concurrent_threads_keep_their_own_state(mcpwatch_agent: AgentProcess, t
     asyncio.run(main())
 
 
-def test_async_errors_and_tool_errors(mcpwatch_agent: AgentProcess):
+def test_async_errors_and_tool_errors(mcpwatch_agent: AgentProcess) -> None:
     async def main() -> None:
         async with mcpwatch_agent.async_client() as client:
-            try:
+            with pytest.raises(UnknownServer) as unknown:
                 await client.call_tool("nope", "echo")
-            except UnknownServer as error:
-                assert (error.status, error.kind, error.not_processed) == (404, "unknown_server", True)
-            else:
-                raise AssertionError("no UnknownServer")
+            error = unknown.value
+            assert (error.status, error.kind, error.not_processed) == (404, "unknown_server", True)
             failed = await client.call_tool("demo", "fail", {"message": "no luck"})
             assert failed.is_error
             assert failed.text == "no luck"
-            try:
+            with pytest.raises(ToolError) as tool_error:
                 await client.call_tool("demo", "fail", raise_on_tool_error=True)
-            except ToolError as error:
-                assert error.result.is_error
-                assert error.kind == "tool_error"
-                assert not error.not_processed
-            else:
-                raise AssertionError("no ToolError")
+            assert tool_error.value.result.is_error
+            assert tool_error.value.kind == "tool_error"
+            assert not tool_error.value.not_processed
 
     asyncio.run(main())
 
 
-def test_a_thread_block_ends_the_thread_async(mcpwatch_agent: AgentProcess, thread_id: str):
+def test_a_thread_block_ends_the_thread_async(mcpwatch_agent: AgentProcess, thread_id: str) -> None:
     async def main() -> None:
         async with mcpwatch_agent.async_client() as client:
             async with client.thread(thread_id) as scope:

@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import logging
 import socket
+from typing import Any
 
 import pytest
 from conftest import scopes_of
@@ -19,14 +20,15 @@ from mcpwatch_client.checkpoint import ScopeClosingCheckpointer
 from mcpwatch_client.langchain import load_tools
 from mcpwatch_client.testing import AgentProcess
 
-def run_counter(client: Client, saver: ScopeClosingCheckpointer[int], thread_id: str) -> str:
+
+def run_counter(client: Client, saver: BaseCheckpointSaver[Any], thread_id: str) -> str:
     model = ScriptedModel()
     graph = agent_graph(model, load_tools(client, "demo", include=["counter"]), checkpointer=saver)
     model.script(calls("counter"), DONE)
     return str(tool_messages(graph.invoke(GO, thread(thread_id)))[-1].content)
 
 
-def test_delete_thread_closes_the_scope(client: Client, thread_id: str):
+def test_delete_thread_closes_the_scope(client: Client, thread_id: str) -> None:
     saver = ScopeClosingCheckpointer(InMemorySaver(), client)
     assert run_counter(client, saver, thread_id) == "1"
     assert run_counter(client, saver, thread_id) == "2", "the same thread, the same session"
@@ -40,7 +42,7 @@ def test_delete_thread_closes_the_scope(client: Client, thread_id: str):
     saver.delete_thread(thread_id)
 
 
-def test_adelete_thread_with_either_client(mcpwatch_agent: AgentProcess, client: Client):
+def test_adelete_thread_with_either_client(mcpwatch_agent: AgentProcess, client: Client) -> None:
     async def main() -> None:
         async with mcpwatch_agent.async_client() as aclient:
             for closer, thread_id in ((aclient, "adelete-async"), (client, "adelete-sync")):
@@ -54,7 +56,7 @@ def test_adelete_thread_with_either_client(mcpwatch_agent: AgentProcess, client:
     asyncio.run(main())
 
 
-def test_delete_thread_needs_a_sync_client(mcpwatch_agent: AgentProcess):
+def test_delete_thread_needs_a_sync_client(mcpwatch_agent: AgentProcess) -> None:
     saver = ScopeClosingCheckpointer(InMemorySaver(), mcpwatch_agent.async_client())
     with pytest.raises(TypeError, match="adelete_thread"):
         saver.delete_thread("t")
@@ -62,7 +64,7 @@ def test_delete_thread_needs_a_sync_client(mcpwatch_agent: AgentProcess):
 
 def test_an_unreachable_agent_still_deletes_the_checkpoints(
     client: Client, thread_id: str, caplog: pytest.LogCaptureFixture
-):
+) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -76,7 +78,7 @@ def test_an_unreachable_agent_still_deletes_the_checkpoints(
     assert client.end_thread(thread_id) == 1, "the session was left to the idle TTL"
 
 
-def test_every_saver_method_is_forwarded():
+def test_every_saver_method_is_forwarded() -> None:
     public = {
         name
         for name, member in inspect.getmembers(BaseCheckpointSaver)
@@ -88,7 +90,7 @@ def test_every_saver_method_is_forwarded():
     )
 
 
-def test_the_allowlist_reaches_the_wrapped_saver(client: Client):
+def test_the_allowlist_reaches_the_wrapped_saver(client: Client) -> None:
     lax = ScopeClosingCheckpointer(InMemorySaver(), client)
     assert lax.with_allowlist([("my_module", "MyType")]) is lax, "nothing to change"
     strict = JsonPlusSerializer(allowed_msgpack_modules=[("other_module", "OtherType")])

@@ -24,7 +24,7 @@ BROKEN = (
 )
 
 
-def test_unknown_server(client: Client):
+def test_unknown_server(client: Client) -> None:
     with pytest.raises(mw.UnknownServer) as error:
         client.call_tool("nope", "echo")
     assert isinstance(error.value, mw.ClientError)
@@ -36,7 +36,7 @@ def test_unknown_server(client: Client):
     assert "nope" in error.value.message
 
 
-def test_bad_arguments_are_the_tools_error(client: Client, thread_id: str):
+def test_bad_arguments_are_the_tools_error(client: Client, thread_id: str) -> None:
     # The server refuses arguments that do not fit the schema with an isError result.
     result = client.call_tool("demo", "add", {"a": "x", "b": 1}, scope=thread_id)
     assert result.is_error
@@ -49,7 +49,7 @@ def test_bad_arguments_are_the_tools_error(client: Client, thread_id: str):
     client.close_scope(thread_id)
 
 
-def test_malformed_requests_are_invalid(client: Client, thread_id: str):
+def test_malformed_requests_are_invalid(client: Client, thread_id: str) -> None:
     with pytest.raises(mw.InvalidRequest, match="tool not found"):
         client.call_tool("demo", "no_such_tool")
     with pytest.raises(mw.InvalidRequest, match="timeout_ms"):
@@ -60,7 +60,7 @@ def test_malformed_requests_are_invalid(client: Client, thread_id: str):
         client.call_tool("demo", "echo", {"message": "x"}, idempotency_key="x" * 300)
 
 
-def test_a_key_reused_with_another_request_is_refused(client: Client, thread_id: str):
+def test_a_key_reused_with_another_request_is_refused(client: Client, thread_id: str) -> None:
     key = f"reuse-{thread_id}"
     first = client.call_tool("demo", "counter", scope=thread_id, idempotency_key=key)
     again = client.call_tool("demo", "counter", scope=thread_id, idempotency_key=key)
@@ -72,18 +72,24 @@ def test_a_key_reused_with_another_request_is_refused(client: Client, thread_id:
     client.close_scope(thread_id)
 
 
-def test_timeout_keeps_the_session(client: Client, thread_id: str):
+def test_timeout_keeps_the_session(client: Client, thread_id: str) -> None:
     assert client.call_tool("demo", "counter", scope=thread_id).text == "1"
     started = time.monotonic()
     with pytest.raises(mw.Timeout) as error:
         client.call_tool("demo", "sleep", {"ms": 2000}, scope=thread_id, timeout_ms=100)
     assert time.monotonic() - started < 1.5
-    assert (error.value.status, error.value.kind, error.value.not_processed) == (504, "timeout", False)
+    assert (error.value.status, error.value.kind, error.value.not_processed) == (
+        504,
+        "timeout",
+        False,
+    )
     assert client.call_tool("demo", "counter", scope=thread_id).text == "2", "state survives"
     client.close_scope(thread_id)
 
 
-def test_connect_failed_then_breaker_open(start_mcpwatch_agent: Callable[..., AgentProcess]):
+def test_connect_failed_then_breaker_open(
+    start_mcpwatch_agent: Callable[..., AgentProcess],
+) -> None:
     agent = start_mcpwatch_agent(DEMO + BROKEN)
     with agent.client() as client:
         with pytest.raises(mw.ConnectFailed) as failed:
@@ -101,7 +107,7 @@ def test_connect_failed_then_breaker_open(start_mcpwatch_agent: Callable[..., Ag
 
 def test_a_token_guards_the_api(
     start_mcpwatch_agent: Callable[..., AgentProcess], monkeypatch: pytest.MonkeyPatch
-):
+) -> None:
     agent = start_mcpwatch_agent(token="s3cret-token")
     monkeypatch.delenv("MCPWATCH_TOKEN", raising=False)
     with Client(agent.api) as anonymous, pytest.raises(mw.Unauthorized) as refused:
@@ -116,7 +122,7 @@ def test_a_token_guards_the_api(
         assert from_env.call_tool("demo", "echo", {"message": "env"}).text == "env"
 
 
-def test_payload_too_large(start_mcpwatch_agent: Callable[..., AgentProcess]):
+def test_payload_too_large(start_mcpwatch_agent: Callable[..., AgentProcess]) -> None:
     agent = start_mcpwatch_agent(DEMO + "[agent]\nmax_body_bytes = 2048\n")
     with agent.client() as client, pytest.raises(mw.PayloadTooLarge) as error:
         client.call_tool("demo", "echo", {"message": "x" * 4096})
@@ -144,7 +150,7 @@ def _sleep_in_background(client: Client, scope: str, ms: int) -> threading.Threa
     return thread
 
 
-def test_pool_exhausted(start_mcpwatch_agent: Callable[..., AgentProcess]):
+def test_pool_exhausted(start_mcpwatch_agent: Callable[..., AgentProcess]) -> None:
     agent = start_mcpwatch_agent(DEMO + '[agent]\nmax_in_flight = 1\nqueue_timeout = "100ms"\n')
     with agent.client() as client:
         busy = _sleep_in_background(client, "busy", 1500)
@@ -154,7 +160,7 @@ def test_pool_exhausted(start_mcpwatch_agent: Callable[..., AgentProcess]):
         busy.join(10)
 
 
-def test_shutting_down(start_mcpwatch_agent: Callable[..., AgentProcess]):
+def test_shutting_down(start_mcpwatch_agent: Callable[..., AgentProcess]) -> None:
     agent = start_mcpwatch_agent()
     with agent.client() as client:
         in_flight = _sleep_in_background(client, "draining", 1500)
@@ -167,7 +173,7 @@ def test_shutting_down(start_mcpwatch_agent: Callable[..., AgentProcess]):
         assert not in_flight.is_alive(), "the call in flight finished during the drain"
 
 
-def test_no_agent_is_unreachable_and_not_processed():
+def test_no_agent_is_unreachable_and_not_processed() -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -181,7 +187,7 @@ def test_no_agent_is_unreachable_and_not_processed():
     assert isinstance(error.value.__cause__, httpx.ConnectError)
 
 
-def test_an_unknown_kind_keeps_its_kind_in_the_base_class():
+def test_an_unknown_kind_keeps_its_kind_in_the_base_class() -> None:
     error = error_from_answer(500, {"error": {"type": "brand_new", "message": "m"}}, None)
     assert type(error) is mw.McpwatchError
     assert (error.kind, error.status, error.message, error.not_processed) == (
@@ -192,7 +198,7 @@ def test_an_unknown_kind_keeps_its_kind_in_the_base_class():
     )
 
 
-def test_may_have_run_in_the_body_wins_over_the_kind_list():
+def test_may_have_run_in_the_body_wins_over_the_kind_list() -> None:
     ran = error_from_answer(503, {"error": {"type": "breaker_open", "may_have_run": True}}, None)
     assert isinstance(ran, mw.BreakerOpen)
     assert not ran.not_processed
@@ -201,7 +207,7 @@ def test_may_have_run_in_the_body_wins_over_the_kind_list():
     assert never.not_processed
 
 
-def test_an_answer_that_is_not_the_agents():
+def test_an_answer_that_is_not_the_agents() -> None:
     error = error_from_answer(502, None, "7")
     assert type(error) is mw.McpwatchError
     assert (error.kind, error.status, error.retry_after, error.not_processed) == (
@@ -212,7 +218,7 @@ def test_an_answer_that_is_not_the_agents():
     )
 
 
-def test_retry_after_in_seconds_or_as_a_date():
+def test_retry_after_in_seconds_or_as_a_date() -> None:
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
@@ -222,8 +228,8 @@ def test_retry_after_in_seconds_or_as_a_date():
     assert 55 < seconds <= 61
 
 
-def test_the_error_groups_read_naturally():
-    groups = {
+def test_the_error_groups_read_naturally() -> None:
+    groups: dict[type[mw.McpwatchError], set[type[mw.McpwatchError]]] = {
         mw.ClientError: {mw.InvalidRequest, mw.Unauthorized, mw.UnknownServer, mw.PayloadTooLarge},
         mw.Unavailable: {mw.RateLimited, mw.BreakerOpen, mw.PoolExhausted, mw.ShuttingDown},
         mw.UpstreamError: {
@@ -238,12 +244,16 @@ def test_the_error_groups_read_naturally():
     }
     for group, members in groups.items():
         assert all(issubclass(member, group) for member in members)
-    everything = set().union(*groups.values()) | set(groups) | {
-        mw.Timeout,
-        mw.Cancelled,
-        mw.AgentUnreachable,
-        mw.ToolError,
-    }
+    everything = (
+        set().union(*groups.values())
+        | set(groups)
+        | {
+            mw.Timeout,
+            mw.Cancelled,
+            mw.AgentUnreachable,
+            mw.ToolError,
+        }
+    )
     assert all(issubclass(cls, mw.McpwatchError) for cls in everything)
     assert {name for name in mw.__all__ if name.endswith(("Error", "Unreachable"))} <= {
         cls.__name__ for cls in everything | {mw.McpwatchError}

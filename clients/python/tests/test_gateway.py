@@ -20,7 +20,7 @@ from conftest import scopes_of
 from graphs import DONE, GO, ScriptedModel, agent_graph, calls, thread, tool_messages
 from langchain_core.tools import InjectedToolArg, StructuredTool, tool
 
-from mcpwatch_client import Client, scope_for
+from mcpwatch_client import Client, gateway, scope_for
 from mcpwatch_client.gateway import (
     SCOPE_HEADER,
     ScopeAuth,
@@ -74,7 +74,7 @@ def adapter_tool(api: str, interceptor: Any, sent: list[dict[str, Any]]) -> Stru
 
 def test_the_interceptor_scopes_each_thread(
     mcpwatch_agent: AgentProcess, client: Client, thread_id: str
-):
+) -> None:
     sent: list[dict[str, Any]] = []
     model = ScriptedModel()
     graph = agent_graph(model, [adapter_tool(mcpwatch_agent.api, scope_header, sent)])
@@ -91,16 +91,19 @@ def test_the_interceptor_scopes_each_thread(
     assert client.end_thread(a) + client.end_thread(b) == 2
 
 
-def test_the_interceptor_keeps_other_headers_and_uses_the_namespace():
+def test_the_interceptor_keeps_other_headers_and_uses_the_namespace() -> None:
     seen: list[MCPToolCallRequest] = []
 
     async def handler(request: MCPToolCallRequest) -> str:
         seen.append(request)
         return "ok"
 
+    @dataclasses.dataclass
     class Runtime:  # the ToolRuntime attributes the interceptor reads
-        context = None
-        config = {"configurable": {"thread_id": "conv-1"}}
+        context: dict[str, Any] | None = None
+        config: dict[str, Any] = dataclasses.field(
+            default_factory=lambda: {"configurable": {"thread_id": "conv-1"}}
+        )
 
     interceptor = scope_header_interceptor("alice")
     request = MCPToolCallRequest("t", {}, "s", headers={"Authorization": "x"}, runtime=Runtime())
@@ -113,7 +116,7 @@ def test_the_interceptor_keeps_other_headers_and_uses_the_namespace():
     assert seen[1] is outside, "no thread: passed on as it is"
 
 
-def test_deerflow_prefers_the_runtime_context(mcpwatch_agent: AgentProcess, client: Client):
+def test_deerflow_prefers_the_runtime_context(mcpwatch_agent: AgentProcess, client: Client) -> None:
     sent: list[dict[str, Any]] = []
     interceptor = deerflow_scope()
     assert callable(interceptor)
@@ -130,15 +133,15 @@ def auth_tool(api: str, auth: Any) -> Any:
     def counter() -> str:
         """The demo counter through an httpx2 client with ScopeAuth."""
         with httpx2.Client(auth=auth) as http:
-            answer = http.post(
-                f"{api}/v1/tools/call", json={"server": "demo", "tool": "counter"}
-            )
+            answer = http.post(f"{api}/v1/tools/call", json={"server": "demo", "tool": "counter"})
         return str(answer.json()["result"]["content"][0]["text"])
 
     return counter
 
 
-def test_scope_auth_in_a_sync_graph(mcpwatch_agent: AgentProcess, client: Client, thread_id: str):
+def test_scope_auth_in_a_sync_graph(
+    mcpwatch_agent: AgentProcess, client: Client, thread_id: str
+) -> None:
     model = ScriptedModel()
     graph = agent_graph(model, [auth_tool(mcpwatch_agent.api, ScopeAuth(namespace="n"))])
     for expected in ("1", "2"):
@@ -150,7 +153,7 @@ def test_scope_auth_in_a_sync_graph(mcpwatch_agent: AgentProcess, client: Client
 
 def test_scope_auth_on_one_async_client_shared_by_concurrent_threads(
     mcpwatch_agent: AgentProcess, client: Client, thread_id: str
-):
+) -> None:
     threads = [f"{thread_id}-{n}" for n in range(3)]
 
     async def main() -> list[list[str]]:
@@ -177,7 +180,7 @@ def test_scope_auth_on_one_async_client_shared_by_concurrent_threads(
     assert [client.end_thread(t) for t in threads] == [1, 1, 1]
 
 
-def test_scope_auth_with_a_fixed_scope_and_outside_a_run(mcpwatch_agent: AgentProcess):
+def test_scope_auth_with_a_fixed_scope_and_outside_a_run(mcpwatch_agent: AgentProcess) -> None:
     with httpx2.Client(auth=ScopeAuth("fixed-scope")) as http:
         request = http.build_request("GET", f"{mcpwatch_agent.api}/v1/servers")
         response = http.send(request)
@@ -187,8 +190,6 @@ def test_scope_auth_with_a_fixed_scope_and_outside_a_run(mcpwatch_agent: AgentPr
         assert SCOPE_HEADER not in response.request.headers
 
 
-def test_an_unknown_gateway_attribute_is_an_attribute_error():
-    import mcpwatch_client.gateway as gateway
-
+def test_an_unknown_gateway_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="NoSuchThing"):
         _ = gateway.NoSuchThing

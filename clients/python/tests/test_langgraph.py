@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 from conftest import scopes_of, stats
 from dropping_proxy import DroppingProxy
 from graphs import DONE, GO, ScriptedModel, agent_graph, calls, thread, tool_messages
 from langchain_core.messages import ToolMessage
+from langchain_core.tools import BaseTool
 from langgraph.types import RetryPolicy
 
 from mcpwatch_client import AgentUnreachable, AsyncClient, Client, Timeout, scope_for
 from mcpwatch_client.langchain import aload_tools, load_tools
 from mcpwatch_client.testing import AgentProcess
+
 
 @pytest.fixture
 def proxy(mcpwatch_agent: AgentProcess) -> Iterator[DroppingProxy]:
@@ -22,7 +24,7 @@ def proxy(mcpwatch_agent: AgentProcess) -> Iterator[DroppingProxy]:
         yield proxy
 
 
-def test_two_threads_keep_separate_state(client: Client, thread_id: str):
+def test_two_threads_keep_separate_state(client: Client, thread_id: str) -> None:
     model = ScriptedModel()
     graph = agent_graph(model, load_tools(client, "demo", include=["counter"]))
     a, b = f"{thread_id}-a", f"{thread_id}-b"
@@ -44,10 +46,10 @@ def test_two_threads_keep_separate_state(client: Client, thread_id: str):
     assert client.end_thread(a) + client.end_thread(b) == 2
 
 
-def test_async_graphs_on_concurrent_threads(mcpwatch_agent: AgentProcess, thread_id: str):
+def test_async_graphs_on_concurrent_threads(mcpwatch_agent: AgentProcess, thread_id: str) -> None:
     threads = [f"{thread_id}-{n}" for n in range(3)]
 
-    async def run(client_tools: list, thread_id: str, times: int) -> list[str]:
+    async def run(client_tools: Sequence[BaseTool], thread_id: str, times: int) -> list[str]:
         model = ScriptedModel()
         model.script(*[calls("counter", ids=[f"c{n}"]) for n in range(times)], DONE)
         state = await agent_graph(model, client_tools).ainvoke(GO, thread(thread_id))
@@ -65,7 +67,7 @@ def test_async_graphs_on_concurrent_threads(mcpwatch_agent: AgentProcess, thread
 
 def test_a_retry_policy_rerun_after_a_dropped_connection_runs_the_tool_once(
     proxy: DroppingProxy, client: Client, thread_id: str
-):
+) -> None:
     with Client(proxy.url, retries=0) as through_proxy:  # no transport retry: LangGraph's turn
         model = ScriptedModel()
         retry = RetryPolicy(retry_on=AgentUnreachable, max_attempts=3, initial_interval=0.01)
@@ -81,7 +83,7 @@ def test_a_retry_policy_rerun_after_a_dropped_connection_runs_the_tool_once(
 
 def test_async_retry_policy_rerun_runs_the_tool_once(
     proxy: DroppingProxy, client: Client, thread_id: str
-):
+) -> None:
     async def main() -> list[ToolMessage]:
         async with AsyncClient(proxy.url, retries=0) as through_proxy:
             model = ScriptedModel()
@@ -100,7 +102,7 @@ def test_async_retry_policy_rerun_runs_the_tool_once(
 
 def test_a_resume_from_the_checkpoint_joins_the_first_call(
     proxy: DroppingProxy, client: Client, thread_id: str
-):
+) -> None:
     with Client(proxy.url, retries=0) as through_proxy:
         model = ScriptedModel()
         graph = agent_graph(model, load_tools(through_proxy, "demo"))  # no RetryPolicy
@@ -115,7 +117,7 @@ def test_a_resume_from_the_checkpoint_joins_the_first_call(
     client.end_thread(thread_id)
 
 
-def test_is_error_reaches_the_model_as_an_error_message(client: Client, thread_id: str):
+def test_is_error_reaches_the_model_as_an_error_message(client: Client, thread_id: str) -> None:
     model = ScriptedModel()
     graph = agent_graph(model, load_tools(client, "demo"))
     model.script(calls("fail", fail={"message": "disk full"}), DONE)
@@ -129,7 +131,7 @@ def test_is_error_reaches_the_model_as_an_error_message(client: Client, thread_i
 
 def test_agent_errors_raise_their_typed_class_or_become_messages(
     client: Client, thread_id: str
-):
+) -> None:
     slow = calls("sleep", sleep={"ms": 2000})
     model = ScriptedModel()
     graph = agent_graph(model, load_tools(client, "demo", timeout_ms=100))
@@ -146,7 +148,7 @@ def test_agent_errors_raise_their_typed_class_or_become_messages(
     client.end_thread(thread_id + "-m")
 
 
-def test_tool_options_and_shapes(client: Client, thread_id: str):
+def test_tool_options_and_shapes(client: Client, thread_id: str) -> None:
     every = load_tools(client, "demo")
     assert {"echo", "add", "counter", "sleep", "fail", "stats"} <= {t.name for t in every}
     add = next(t for t in every if t.name == "add")
@@ -167,7 +169,7 @@ def test_tool_options_and_shapes(client: Client, thread_id: str):
     assert client.end_thread(thread_id, "alice") == 1
 
 
-def test_awkward_thread_ids_become_hashed_scopes(client: Client):
+def test_awkward_thread_ids_become_hashed_scopes(client: Client) -> None:
     model = ScriptedModel()
     graph = agent_graph(model, load_tools(client, "demo", include=["counter"]))
     model.script(calls("counter"), DONE)
@@ -178,6 +180,6 @@ def test_awkward_thread_ids_become_hashed_scopes(client: Client):
     assert client.end_thread(awkward) == 1
 
 
-def test_without_a_thread_the_default_scope(client: Client):
+def test_without_a_thread_the_default_scope(client: Client) -> None:
     [echo] = load_tools(client, "demo", include=["echo"])
     assert echo.invoke({"message": "no thread"}) == "no thread"

@@ -21,13 +21,13 @@ EVERYTHING_JS = (
 def everything_agent(start_mcpwatch_agent: Callable[..., AgentProcess]) -> AgentProcess:
     assert EVERYTHING_JS.is_file(), f"{EVERYTHING_JS} is missing: run scripts/install-test-deps.sh"
     return start_mcpwatch_agent(
-        "[servers.demo]\ntransport = \"builtin\"\n"
-        "[servers.everything]\ntransport = \"stdio\"\ncommand = \"node\"\n"
-        f"args = [\"{EVERYTHING_JS}\", \"stdio\"]\n"
+        '[servers.demo]\ntransport = "builtin"\n'
+        '[servers.everything]\ntransport = "stdio"\ncommand = "node"\n'
+        f'args = ["{EVERYTHING_JS}", "stdio"]\n'
     )
 
 
-def test_resources_and_prompts_sync(everything_agent: AgentProcess):
+def test_resources_and_prompts_sync(everything_agent: AgentProcess) -> None:
     with everything_agent.client() as client:
         listing = client.list_resources("everything", scope="res-a")
         uris = {resource["uri"] for resource in listing["resources"]}
@@ -48,7 +48,7 @@ def test_resources_and_prompts_sync(everything_agent: AgentProcess):
         assert client.close_scope("res-a") == 1
 
 
-def test_resources_and_prompts_async(everything_agent: AgentProcess):
+def test_resources_and_prompts_async(everything_agent: AgentProcess) -> None:
     async def main() -> None:
         async with everything_agent.async_client() as client:
             listing = await client.list_resources("everything", scope="res-b")

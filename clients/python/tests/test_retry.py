@@ -23,7 +23,7 @@ def proxy(mcpwatch_agent: AgentProcess) -> Iterator[DroppingProxy]:
 
 def test_with_a_key_a_lost_answer_is_retried_and_the_tool_runs_once(
     proxy: DroppingProxy, client: Client, thread_id: str
-):
+) -> None:
     with Client(proxy.url) as through_proxy:
         proxy.drop_answers(1)
         result = through_proxy.call_tool(
@@ -37,7 +37,7 @@ def test_with_a_key_a_lost_answer_is_retried_and_the_tool_runs_once(
 
 def test_async_with_a_key_a_lost_answer_is_retried(
     proxy: DroppingProxy, client: Client, thread_id: str
-):
+) -> None:
     async def main() -> str:
         async with AsyncClient(proxy.url) as through_proxy:
             proxy.drop_answers(1)
@@ -54,7 +54,7 @@ def test_async_with_a_key_a_lost_answer_is_retried(
 
 def test_without_a_key_a_lost_answer_is_not_retried(
     proxy: DroppingProxy, client: Client, thread_id: str
-):
+) -> None:
     with Client(proxy.url) as through_proxy:
         proxy.drop_answers(1)
         with pytest.raises(AgentUnreachable) as error:
@@ -65,7 +65,7 @@ def test_without_a_key_a_lost_answer_is_not_retried(
     client.close_scope(thread_id)
 
 
-def test_retries_are_bounded(proxy: DroppingProxy, thread_id: str):
+def test_retries_are_bounded(proxy: DroppingProxy, thread_id: str) -> None:
     with Client(proxy.url, retries=2) as through_proxy:
         proxy.drop_answers(10)
         with pytest.raises(AgentUnreachable):
@@ -73,7 +73,7 @@ def test_retries_are_bounded(proxy: DroppingProxy, thread_id: str):
     assert proxy.dropped == 3, "the first attempt and two retries"
 
 
-def test_the_retry_rule():
+def test_the_retry_rule() -> None:
     connect = httpx.ConnectError("refused")
     dropped = httpx.RemoteProtocolError("Server disconnected without sending a response.")
     read_timeout = httpx.ReadTimeout("slow")

@@ -20,7 +20,9 @@ AWKWARD_IDS = [
 
 
 @pytest.mark.parametrize("thread_id", AWKWARD_IDS)
-def test_awkward_ids_are_hashed_into_scopes_the_agent_accepts(client: Client, thread_id: str):
+def test_awkward_ids_are_hashed_into_scopes_the_agent_accepts(
+    client: Client, thread_id: str
+) -> None:
     scope = scope_for(thread_id)
     assert scope.startswith("h:")
     assert len(scope) == 50
@@ -30,13 +32,13 @@ def test_awkward_ids_are_hashed_into_scopes_the_agent_accepts(client: Client, th
     assert client.close_scope(scope) == 1
 
 
-def test_valid_ids_pass_through_unchanged():
+def test_valid_ids_pass_through_unchanged() -> None:
     assert scope_for("conv-42") == "conv-42"
     assert scope_for("user@example.com:thread.7_b") == "user@example.com:thread.7_b"
     assert scope_for("x" * 200) == "x" * 200
 
 
-def test_the_agent_refuses_the_raw_awkward_ids(client: Client):
+def test_the_agent_refuses_the_raw_awkward_ids(client: Client) -> None:
     for thread_id in ("user 42/conv 7", "x" * 300, "gespräch"):
         with pytest.raises(InvalidRequest) as refused:
             client.call_tool("demo", "echo", {"message": "x"}, scope=thread_id)
@@ -44,7 +46,7 @@ def test_the_agent_refuses_the_raw_awkward_ids(client: Client):
         assert refused.value.not_processed
 
 
-def test_a_namespace_separates_equal_thread_ids():
+def test_a_namespace_separates_equal_thread_ids() -> None:
     assert scope_for("conv-7", "alice") == "alice:conv-7"
     assert scope_for("conv-7", "alice") != scope_for("conv-7", "bob")
     assert scope_for("conv 7", "alice") != scope_for("conv 7", "bob")
@@ -55,12 +57,12 @@ def test_a_namespace_separates_equal_thread_ids():
     assert scope_for("b c", "a") != scope_for("c", "a b")
 
 
-def test_a_hashed_prefix_namespace_is_hashed_too():
+def test_a_hashed_prefix_namespace_is_hashed_too() -> None:
     assert scope_for("x", "h").startswith("h:")
     assert scope_for("x", "h") != "h:x"
 
 
-def test_step_keys_differ_in_every_part_and_fit_the_header():
+def test_step_keys_differ_in_every_part_and_fit_the_header() -> None:
     base = step_key("conv-1", "call-1", "demo", "counter")
     variants = {
         step_key("conv-2", "call-1", "demo", "counter"),

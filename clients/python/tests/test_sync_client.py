@@ -22,7 +22,7 @@ class RecordingTransport(httpx.HTTPTransport):
         return super().handle_request(request)
 
 
-def test_calls_in_a_scope_share_a_session_and_scopes_do_not(client: Client, thread_id: str):
+def test_calls_in_a_scope_share_a_session_and_scopes_do_not(client: Client, thread_id: str) -> None:
     a, b = scope_for(thread_id + "-a"), scope_for(thread_id + "-b")
     first = client.call_tool("demo", "counter", scope=a)
     assert (first.text, first.session_reused, first.is_error) == ("1", False, False)
@@ -36,7 +36,7 @@ def test_calls_in_a_scope_share_a_session_and_scopes_do_not(client: Client, thre
     assert client.close_scope(a) + client.close_scope(b) == 2
 
 
-def test_call_result_reads_content(client: Client):
+def test_call_result_reads_content(client: Client) -> None:
     result = client.call_tool("demo", "echo", {"message": "hello"})
     assert result.text == "hello"
     assert result.content == [{"type": "text", "text": "hello"}]
@@ -44,7 +44,9 @@ def test_call_result_reads_content(client: Client):
     assert result.result["isError"] is False
 
 
-def test_the_scope_goes_in_the_header_and_the_body(mcpwatch_agent: AgentProcess, thread_id: str):
+def test_the_scope_goes_in_the_header_and_the_body(
+    mcpwatch_agent: AgentProcess, thread_id: str
+) -> None:
     transport = RecordingTransport()
     with mcpwatch_agent.client(transport=transport) as client:
         client.call_tool("demo", "echo", {"message": "x"}, scope=thread_id)
@@ -57,7 +59,7 @@ def test_the_scope_goes_in_the_header_and_the_body(mcpwatch_agent: AgentProcess,
     assert b"scope" not in without.content
 
 
-def test_listings_take_the_scope_from_the_header(client: Client, thread_id: str):
+def test_listings_take_the_scope_from_the_header(client: Client, thread_id: str) -> None:
     tools = {tool["name"]: tool for tool in client.list_tools("demo", scope=thread_id)}
     assert {"echo", "add", "counter", "sleep", "fail", "stats"} <= set(tools)
     assert tools["add"]["inputSchema"]["required"] == ["a", "b"]
@@ -67,7 +69,7 @@ def test_listings_take_the_scope_from_the_header(client: Client, thread_id: str)
     assert client.close_scope(thread_id) == 1
 
 
-def test_end_thread_closes_the_threads_sessions(client: Client):
+def test_end_thread_closes_the_threads_sessions(client: Client) -> None:
     thread_id = "conversation 7/user 42"  # hashed into a scope
     scope = scope_for(thread_id)
     assert client.call_tool("demo", "counter", scope=scope).text == "1"
@@ -80,7 +82,7 @@ def test_end_thread_closes_the_threads_sessions(client: Client):
     assert client.close_session("demo", scope) == 0
 
 
-def test_end_thread_with_a_namespace(client: Client, thread_id: str):
+def test_end_thread_with_a_namespace(client: Client, thread_id: str) -> None:
     scope = scope_for(thread_id, "alice")
     assert scope == f"alice:{thread_id}"
     client.call_tool("demo", "counter", scope=scope)
@@ -88,21 +90,21 @@ def test_end_thread_with_a_namespace(client: Client, thread_id: str):
     assert client.end_thread(thread_id, "alice") == 1
 
 
-def test_a_thread_block_ends_the_thread(client: Client, thread_id: str):
+def test_a_thread_block_ends_the_thread(client: Client, thread_id: str) -> None:
     with client.thread(thread_id) as scope:
         assert client.call_tool("demo", "counter", scope=scope).text == "1"
         assert scope in scopes_of(client)
     assert scope not in scopes_of(client)
 
 
-def test_scope_path_segments_are_url_encoded(client: Client):
+def test_scope_path_segments_are_url_encoded(client: Client) -> None:
     # "a/b" is not a scope; encoded, it reaches the handler (400), not another route (404).
     with pytest.raises(InvalidRequest) as refused:
         client.close_scope("a/b")
     assert refused.value.status == 400
 
 
-def test_stats_count_the_sessions_calls(client: Client, thread_id: str):
+def test_stats_count_the_sessions_calls(client: Client, thread_id: str) -> None:
     client.call_tool("demo", "echo", {"message": "x"}, scope=thread_id)
     client.call_tool("demo", "counter", scope=thread_id)
     assert stats(client, thread_id) == {"calls": 2, "cancelled": 0, "counter": 1}
@@ -111,7 +113,7 @@ def test_stats_count_the_sessions_calls(client: Client, thread_id: str):
 
 def test_agent_url_and_token_come_from_the_environment(
     mcpwatch_agent: AgentProcess, monkeypatch: pytest.MonkeyPatch
-):
+) -> None:
     monkeypatch.setenv("MCPWATCH_AGENT", mcpwatch_agent.api + "/")
     with Client() as client:
         assert client.base_url == mcpwatch_agent.api

@@ -65,7 +65,13 @@ class AsyncClient:
         """Calls ``tool`` on ``server`` in ``scope``; see ``Client.call_tool``."""
         return await self._send(
             _wire.call_tool(
-                server, tool, arguments, scope, timeout_ms, idempotency_key, raise_on_tool_error
+                server,
+                tool,
+                arguments,
+                scope=scope,
+                timeout_ms=timeout_ms,
+                idempotency_key=idempotency_key,
+                raise_on_tool_error=raise_on_tool_error,
             )
         )
 

@@ -28,7 +28,9 @@ class ScopeAuth(httpx2.Auth):
         self.scope = scope
         self.namespace = namespace
 
-    def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
+    def auth_flow(
+        self, request: httpx2.Request
+    ) -> Generator[httpx2.Request, httpx2.Response, None]:
         scope = self.scope
         if scope is None and (thread_id := current_thread_id()) is not None:
             scope = scope_for(thread_id, self.namespace)

@@ -25,7 +25,7 @@ def current_thread_id() -> str | None:
     or without langchain-core). In async code this needs Python 3.11+, as LangGraph's
     ``get_config()`` does."""
     try:
-        from langchain_core.runnables.config import var_child_runnable_config
+        from langchain_core.runnables.config import var_child_runnable_config  # noqa: PLC0415
     except ImportError:
         return None
     return _configured_thread(var_child_runnable_config.get())

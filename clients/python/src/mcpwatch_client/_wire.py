@@ -74,6 +74,7 @@ def call_tool(
     server: str,
     tool: str,
     arguments: dict[str, Any] | None,
+    *,
     scope: str | None,
     timeout_ms: int | None,
     idempotency_key: str | None,
@@ -109,7 +110,10 @@ def call_tool(
 def list_tools(server: str, scope: str | None) -> Request[list[dict[str, Any]]]:
     """``GET /v1/servers/{server}/tools``."""
     return Request(
-        "GET", f"/v1/servers/{_segment(server)}/tools", _field("tools"), headers=_scope_headers(scope)
+        "GET",
+        f"/v1/servers/{_segment(server)}/tools",
+        _field("tools"),
+        headers=_scope_headers(scope),
     )
 
 

@@ -61,7 +61,7 @@ class ScopeClosingCheckpointer(BaseCheckpointSaver[V]):
         namespace: str | None = None,
     ) -> None:
         super().__init__()
-        self.saver = saver
+        self.saver: BaseCheckpointSaver[V] = saver
         self.serde = saver.serde
         self.client = client
         self.namespace = namespace
@@ -71,12 +71,16 @@ class ScopeClosingCheckpointer(BaseCheckpointSaver[V]):
     def delete_thread(self, thread_id: str) -> None:
         """Deletes the thread's checkpoints, then closes its scope at the agent."""
         if not isinstance(self.client, Client):
-            raise TypeError("delete_thread needs a sync Client; with an AsyncClient use adelete_thread")
+            raise TypeError(
+                "delete_thread needs a sync Client; with an AsyncClient use adelete_thread"
+            )
         self.saver.delete_thread(thread_id)
         try:
             self.client.end_thread(thread_id, self.namespace)
         except McpwatchError as error:
-            _log.warning("checkpoints of thread %r deleted, its scope not closed: %s", thread_id, error)
+            _log.warning(
+                "checkpoints of thread %r deleted, its scope not closed: %s", thread_id, error
+            )
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Deletes the thread's checkpoints, then closes its scope at the agent."""
@@ -87,7 +91,9 @@ class ScopeClosingCheckpointer(BaseCheckpointSaver[V]):
             else:
                 await asyncio.to_thread(self.client.end_thread, thread_id, self.namespace)
         except McpwatchError as error:
-            _log.warning("checkpoints of thread %r deleted, its scope not closed: %s", thread_id, error)
+            _log.warning(
+                "checkpoints of thread %r deleted, its scope not closed: %s", thread_id, error
+            )
 
     # Everything else is the wrapped saver's.
 
@@ -113,7 +119,7 @@ class ScopeClosingCheckpointer(BaseCheckpointSaver[V]):
         self,
         config: RunnableConfig | None,
         *,
-        filter: dict[str, Any] | None = None,  # noqa: A002 (the base class's name)
+        filter: dict[str, Any] | None = None,
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
@@ -164,7 +170,7 @@ class ScopeClosingCheckpointer(BaseCheckpointSaver[V]):
         self,
         config: RunnableConfig | None,
         *,
-        filter: dict[str, Any] | None = None,  # noqa: A002 (the base class's name)
+        filter: dict[str, Any] | None = None,
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:

@@ -19,7 +19,7 @@ state across a thread's calls.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._scope import scope_for
@@ -53,7 +53,9 @@ class ToolCallRequest(Protocol):
         ...
 
 
-Interceptor = Callable[[Request, Callable[[Request], Awaitable[Result]]], Awaitable[Result]]
+Interceptor = Callable[
+    [Request, Callable[[Request], Awaitable[Result]]], Coroutine[Any, Any, Result]
+]
 
 
 def scope_header_interceptor(namespace: str | None = None) -> Interceptor[Any, Any]:
@@ -67,7 +69,9 @@ def scope_header_interceptor(namespace: str | None = None) -> Interceptor[Any, A
     not with a held ``client.session(...)``.
     """
 
-    async def scope_header(request: Request, handler: Callable[[Request], Awaitable[Result]]) -> Result:
+    async def scope_header(
+        request: Request, handler: Callable[[Request], Awaitable[Result]]
+    ) -> Result:
         thread_id = thread_id_of(request.runtime) or current_thread_id()
         if thread_id is not None:
             headers = {**(request.headers or {}), SCOPE_HEADER: scope_for(thread_id, namespace)}
@@ -89,7 +93,7 @@ def deerflow_scope() -> Interceptor[Any, Any]:
 def __getattr__(name: str) -> Any:
     """``ScopeAuth`` is imported on first use: it needs httpx2 (extra ``[mcp2]``)."""
     if name == "ScopeAuth":
-        from ._scope_auth import ScopeAuth
+        from ._scope_auth import ScopeAuth  # noqa: PLC0415 (needs httpx2)
 
         return ScopeAuth
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

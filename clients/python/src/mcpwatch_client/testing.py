@@ -53,7 +53,9 @@ class AgentProcess:
     code. ``output()`` is its last lines of stdout and stderr, for failure messages.
     """
 
-    def __init__(self, process: subprocess.Popen[str], token: str | None, config: Path | None):
+    def __init__(
+        self, process: subprocess.Popen[str], token: str | None, config: Path | None
+    ) -> None:
         self.process = process
         self.token = token
         self.api = ""
