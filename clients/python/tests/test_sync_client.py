@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import httpx
 import pytest
 from conftest import scopes_of, stats
+from opentelemetry import context, trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from mcpwatch_client import Client, InvalidRequest, scope_for
 from mcpwatch_client.testing import AgentProcess
@@ -120,3 +126,49 @@ def test_agent_url_and_token_come_from_the_environment(
         assert client.call_tool("demo", "echo", {"message": "env"}).text == "env"
     monkeypatch.delenv("MCPWATCH_AGENT")
     assert Client().base_url == "http://127.0.0.1:8700"
+
+
+class OtlpSink(BaseHTTPRequestHandler):
+    """Accepts OTLP/HTTP exports and drops them (the agent traces only when it exports)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def otlp_sink() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OtlpSink)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_the_trace_context_reaches_the_server(
+    start_mcpwatch_agent: Callable[..., AgentProcess], otlp_sink: str
+) -> None:
+    agent = start_mcpwatch_agent(env={"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_sink})
+    trace_id = 0x0AF7651916CD43DD8448EB211C80319C
+    parent = SpanContext(
+        trace_id=trace_id,
+        span_id=0xB7AD6B7169203331,
+        is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    with agent.client() as client:
+        token = context.attach(trace.set_span_in_context(NonRecordingSpan(parent)))
+        try:
+            seen = client.call_tool("demo", "traceparent").text
+        finally:
+            context.detach(token)
+    version, seen_trace_id, _span_id, _flags = seen.split("-")
+    assert (version, seen_trace_id) == ("00", f"{trace_id:032x}"), seen
