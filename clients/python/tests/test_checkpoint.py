@@ -57,9 +57,11 @@ def test_adelete_thread_with_either_client(mcpwatch_agent: AgentProcess, client:
 
 
 def test_delete_thread_needs_a_sync_client(mcpwatch_agent: AgentProcess) -> None:
-    saver = ScopeClosingCheckpointer(InMemorySaver(), mcpwatch_agent.async_client())
+    aclient = mcpwatch_agent.async_client()
+    saver = ScopeClosingCheckpointer(InMemorySaver(), aclient)
     with pytest.raises(TypeError, match="adelete_thread"):
         saver.delete_thread("t")
+    asyncio.run(aclient.aclose())
 
 
 def test_an_unreachable_agent_still_deletes_the_checkpoints(
@@ -70,8 +72,11 @@ def test_an_unreachable_agent_still_deletes_the_checkpoints(
         port = probe.getsockname()[1]
     saver = ScopeClosingCheckpointer(InMemorySaver(), client)
     run_counter(client, saver, thread_id)
-    saver.client = Client(f"http://127.0.0.1:{port}", retries=0)
-    with caplog.at_level(logging.WARNING, logger="mcpwatch_client.checkpoint"):
+    with (
+        Client(f"http://127.0.0.1:{port}", retries=0) as nowhere,
+        caplog.at_level(logging.WARNING, logger="mcpwatch_client.checkpoint"),
+    ):
+        saver.client = nowhere
         saver.delete_thread(thread_id)
     assert saver.get_tuple(thread(thread_id)) is None
     assert "not closed" in caplog.text
