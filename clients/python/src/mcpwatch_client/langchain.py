@@ -70,7 +70,7 @@ class _McpTool:
             return scope, f"call-{uuid.uuid4().hex}"
         task = configurable.get("checkpoint_ns")
         return scope, step_key(
-            scope, str(tool_call_id), self.server, self.name, task=task and str(task)
+            scope, str(tool_call_id), self.server, self.name, task=str(task) if task else None
         )
 
     def output(self, result: CallResult) -> ToolOutput:
@@ -79,11 +79,12 @@ class _McpTool:
             raise ToolException(result.text or f"{self.name} reported an error")
         return _content(result), result.structured
 
-    def agent_error(self, error: McpwatchError) -> BaseException:
-        """What an agent error becomes under the ``on_agent_error`` policy."""
+    def as_message(self, error: McpwatchError) -> ToolException | None:
+        """The agent error as a message for the model, under ``on_agent_error="message"``
+        (``None``: raise it as it is)."""
         if self.on_agent_error == "message":
             return ToolException(f"mcpwatch {error.kind}: {error.message}")
-        return error
+        return None
 
 
 def load_tools(
@@ -149,7 +150,9 @@ def _sync_function(client: Client, mcp: _McpTool) -> Callable[..., ToolOutput]:
                 idempotency_key=key,
             )
         except McpwatchError as error:
-            raise mcp.agent_error(error) from error
+            if (message := mcp.as_message(error)) is not None:
+                raise message from error
+            raise
         return mcp.output(result)
 
     return run
@@ -172,7 +175,9 @@ def _async_function(client: AsyncClient, mcp: _McpTool) -> Callable[..., Awaitab
                 idempotency_key=key,
             )
         except McpwatchError as error:
-            raise mcp.agent_error(error) from error
+            if (message := mcp.as_message(error)) is not None:
+                raise message from error
+            raise
         return mcp.output(result)
 
     return arun
