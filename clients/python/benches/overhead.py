@@ -5,8 +5,9 @@ Both send ``POST /v1/tools/call`` for the demo ``echo`` in one scope over one ke
 the status, and makes a ``CallResult``. The two alternate call by call (the order flips
 every pair), so both see the same machine; per round, the p50 of each side, the median of
 the paired differences (the overhead) and the ratio of the p50s; reported: the medians
-over rounds. Also the median CPU time of this thread per call, which the agent's speed
-and the machine's load hardly touch: the client's own cost.
+over rounds. Also the difference in this thread's CPU time per call, which the agent's
+speed hardly touches, and the same with the network taken out (``httpx.MockTransport``
+on both sides): the client's own cost.
 
     MCPWATCH_BIN=target/debug/mcpwatch python clients/python/benches/overhead.py [rounds] [pairs]
 
@@ -81,6 +82,32 @@ def one_round(
     }
 
 
+def offline_overhead_us(rounds: int, pairs: int) -> float:
+    """The client's own CPU per call with the network taken out: both sides over
+    ``httpx.MockTransport`` answering the agent's answer; median of paired rounds."""
+    answer = {
+        "result": {"content": [{"type": "text", "text": "x"}], "isError": False},
+        "session": {"reused": True, "age_ms": 1},
+        "duration_ms": 0.1,
+    }
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
+    with (
+        httpx.Client(base_url="http://agent", transport=transport) as http,
+        Client("http://agent", transport=transport) as client,
+    ):
+        bare, ours = bare_call(http), client_call(client)
+        differences = []
+        for _ in range(rounds):
+            cpu = {}
+            for name, call in (("bare", bare), ("ours", ours)):
+                started = time.thread_time_ns()
+                for _ in range(pairs):
+                    call()
+                cpu[name] = (time.thread_time_ns() - started) / pairs / 1000
+            differences.append(cpu["ours"] - cpu["bare"])
+    return round(statistics.median(differences), 1)
+
+
 def main(rounds: int, pairs: int) -> None:
     with start_agent() as agent, httpx.Client(base_url=agent.api) as http, agent.client() as client:
         bare, ours = bare_call(http), client_call(client)
@@ -88,6 +115,7 @@ def main(rounds: int, pairs: int) -> None:
             bare()
             ours()
         results = [one_round(bare, ours, pairs) for _ in range(rounds)]
+    offline = offline_overhead_us(rounds, pairs)
 
     def median(key: str) -> float:
         return round(statistics.median(r[key] for r in results), 1)
@@ -104,6 +132,7 @@ def main(rounds: int, pairs: int) -> None:
                 "paired_ratio": round(statistics.median(r["ratio"] for r in results), 3),
                 "bare_cpu_us": median("bare_cpu"),
                 "client_cpu_overhead_us": median("cpu_difference"),
+                "offline_cpu_overhead_us": offline,
             }
         )
     )
