@@ -2,7 +2,9 @@
 # The Python client's checks (clients/python): ruff, mypy --strict, and the tests, which
 # start the real agent (target/debug/mcpwatch). A venv in .test-deps/python-client holds
 # the pinned versions of clients/python/requirements-test.txt; it is kept between runs and
-# rebuilt when the pins change. Extra arguments go to pytest (e.g. `-k langgraph`).
+# rebuilt when the pins change. The resources/prompts tests use server-everything from
+# scripts/install-test-deps.sh (scripts/test.sh runs it first). Extra arguments go to
+# pytest (e.g. `-k langgraph`).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
