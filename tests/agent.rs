@@ -518,25 +518,6 @@ async fn max_in_flight_queues_then_refuses() {
     assert_eq!(status, 200, "slots are free again");
 }
 
-#[tokio::test]
-async fn the_python_example_runs_against_a_live_agent() {
-    let agent = Agent::start(&demo_config(), &[]).await;
-    let script = root().join("examples/python/langgraph_tool.py");
-    let output = tokio::process::Command::new("python3")
-        .arg(&script)
-        .env("MCPWATCH_AGENT", &agent.api)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
-}
-
 /// The README's quickstart: `serve` with no config file, its curl, then the gauge.
 #[tokio::test]
 async fn the_readme_quickstart_works_without_a_config_file() {
