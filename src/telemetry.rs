@@ -81,7 +81,9 @@ impl Telemetry {
     /// Telemetry for the `[telemetry]` settings.
     pub fn from_config(config: &TelemetryConfig) -> Result<Telemetry, MetricsError> {
         let metrics = Metrics::new()?;
-        let limited = metrics.telemetry_dropped.with_label_values(&["sentry"]);
+        let limited = metrics
+            .telemetry_dropped
+            .with_label_values(&[semconv::SIGNAL_SENTRY]);
         Ok(Telemetry {
             sentry: SentryReporter::new(config.sentry.send_default_pii, Some(limited)),
             capture_payloads: config.capture_payloads,
@@ -281,11 +283,11 @@ fn install_inner(
             let dropped = telemetry
                 .metrics
                 .telemetry_dropped
-                .with_label_values(&["sentry"]);
+                .with_label_values(&[semconv::SIGNAL_SENTRY]);
             let failed = telemetry
                 .metrics
                 .telemetry_export_errors
-                .with_label_values(&["sentry"]);
+                .with_label_values(&[semconv::SIGNAL_SENTRY]);
             ::sentry::init(sentry::client_options(
                 config,
                 dsn.expose(),
@@ -314,11 +316,11 @@ fn tracer_provider(
         dropped: telemetry
             .metrics
             .telemetry_dropped
-            .with_label_values(&["spans"]),
+            .with_label_values(&[semconv::SIGNAL_SPANS]),
         failed: telemetry
             .metrics
             .telemetry_export_errors
-            .with_label_values(&["spans"]),
+            .with_label_values(&[semconv::SIGNAL_SPANS]),
     };
     let processor = match protocol {
         OtlpProtocol::HttpProtobuf => {

@@ -429,6 +429,18 @@ fn counts_against_server(kind: ErrorKind) -> bool {
     )
 }
 
+/// Every kind [`safe_to_retry`] may retry (given an idempotent request): the
+/// `mcp_client_retries_total` series that exist from the start.
+pub(crate) const RETRYABLE_KINDS: [ErrorKind; 7] = [
+    ErrorKind::ConnectFailed,
+    ErrorKind::InitializeFailed,
+    ErrorKind::SessionExpired,
+    ErrorKind::RateLimited,
+    ErrorKind::TransportClosed,
+    ErrorKind::HttpStatus,
+    ErrorKind::Timeout,
+];
+
 /// Whether a failed attempt may be repeated.
 fn safe_to_retry(kind: ErrorKind, idempotent: bool) -> bool {
     match kind {
@@ -634,6 +646,17 @@ mod tests {
         assert!(safe_to_retry(ErrorKind::TransportClosed, true));
         assert!(!safe_to_retry(ErrorKind::ToolError, true));
         assert!(!safe_to_retry(ErrorKind::InvalidRequest, true));
+    }
+
+    #[test]
+    fn retryable_kinds_are_exactly_what_the_policy_retries() {
+        for kind in ErrorKind::ALL {
+            assert_eq!(
+                safe_to_retry(kind, true),
+                RETRYABLE_KINDS.contains(&kind),
+                "{kind:?}"
+            );
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::breaker::{Breaker, BreakerState};
+use super::call::RETRYABLE_KINDS;
 use super::pool::Slot;
 use super::transport::oauth::ServerOAuth;
 use crate::config::{ElicitationPolicy, PoolConfig, SamplingPolicy, ServerConfig, TransportKind};
@@ -44,7 +45,10 @@ impl ServerEntry {
             .max_sessions
             .unwrap_or(pool.max_sessions)
             .min(pool.max_sessions);
-        let metrics = telemetry.metrics.for_server(name, kind.network_transport());
+        let metrics =
+            telemetry
+                .metrics
+                .for_server(name, kind.network_transport(), &RETRYABLE_KINDS);
         telemetry
             .metrics
             .pool_capacity
