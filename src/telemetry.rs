@@ -22,6 +22,7 @@ pub mod export;
 pub mod metrics;
 pub mod semconv;
 pub mod sentry;
+mod server_metrics;
 pub mod spans;
 pub mod warn_limit;
 

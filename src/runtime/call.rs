@@ -310,6 +310,7 @@ pub(crate) async fn send(
     }
     RequestFinished {
         session: session.facts(),
+        operation: &session.server.metrics.operation(method, tool),
         method,
         tool,
         error_type,

@@ -2,15 +2,12 @@
 //!
 //! No globals: a [`Metrics`] belongs to a runtime, which renders it for `/metrics`.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
-
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use super::semconv as names;
+pub(crate) use super::server_metrics::ServerMetrics;
 use crate::runtime::{CloseReason, ErrorKind};
 
 /// Operation buckets: from 0.5 ms (pooled stdio calls) to 300 s.
@@ -44,7 +41,6 @@ pub struct Metrics {
     pub telemetry_dropped: IntCounterVec,
     /// Failed telemetry exports, by `signal`.
     pub telemetry_export_errors: IntCounterVec,
-    tool_labels: Mutex<HashMap<String, HashSet<String>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -171,7 +167,6 @@ impl Metrics {
                 "Failed telemetry exports (OTLP requests, Sentry envelopes).",
                 &[names::LABEL_SIGNAL],
             )?,
-            tool_labels: Mutex::new(HashMap::new()),
             registry,
         };
         for signal in names::TELEMETRY_SIGNALS {
@@ -214,28 +209,6 @@ impl Metrics {
             tracing::warn!(%error, "rendering metrics failed");
         }
         String::from_utf8(buffer).unwrap_or_default()
-    }
-
-    /// The tool-name label for `tool` on `server`: the name itself for the first
-    /// [`names::TOOL_LABEL_CAP`] distinct tools of a server, `_OTHER` after.
-    pub(crate) fn tool_label<'a>(&self, server: &str, tool: &'a str) -> &'a str {
-        let Ok(mut labels) = self.tool_labels.lock() else {
-            return names::TOOL_OVERFLOW;
-        };
-        // The hot path (a known tool) allocates nothing.
-        if let Some(seen) = labels.get(server) {
-            if seen.contains(tool) {
-                return tool;
-            }
-            if seen.len() >= names::TOOL_LABEL_CAP {
-                return names::TOOL_OVERFLOW;
-            }
-        }
-        labels
-            .entry(server.to_owned())
-            .or_default()
-            .insert(tool.to_owned());
-        tool
     }
 
     /// Pre-resolved handles for one server's hot-path metrics.
@@ -282,21 +255,12 @@ impl Metrics {
                 .with_label_values(&[server, method])
                 .inc_by(0);
         }
-        ServerMetrics {
-            inflight: self.inflight_requests.with_label_values(&[server]),
-            call_ok: self
-                .operation_duration
-                .with_label_values(&[server, "tools/call", "", ""]),
-        }
+        ServerMetrics::new(
+            server,
+            self.inflight_requests.with_label_values(&[server]),
+            self.operation_duration.clone(),
+        )
     }
-}
-
-/// Metric handles resolved once per server.
-#[derive(Clone)]
-pub(crate) struct ServerMetrics {
-    pub(crate) inflight: IntGauge,
-    #[allow(dead_code)]
-    pub(crate) call_ok: Histogram,
 }
 
 #[cfg(test)]
