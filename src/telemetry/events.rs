@@ -15,8 +15,6 @@ use super::semconv::sentry_tags as tags;
 use super::sentry::RecentCalls;
 use super::sentry::{RecentCall, Report};
 use super::server_metrics::OperationMetrics;
-#[cfg(doc)]
-use super::server_metrics::ServerMetrics;
 use super::spans::McpSpan;
 use crate::runtime::{CloseReason, ErrorKind};
 use opentelemetry::KeyValue;
@@ -160,7 +158,8 @@ impl OpenFailed<'_> {
 pub(crate) struct RequestFinished<'a> {
     pub session: SessionFacts<'a>,
     /// This request's `(server, method, tool)` metric handles, from
-    /// `ServerEntry.metrics` ([`ServerMetrics::operation`]).
+    /// `ServerEntry.metrics`
+    /// ([`ServerMetrics::operation`](super::server_metrics::ServerMetrics::operation)).
     pub operation: &'a OperationMetrics,
     pub method: &'a str,
     pub tool: Option<&'a str>,
