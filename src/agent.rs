@@ -14,6 +14,7 @@ pub mod client;
 pub mod error;
 pub mod idempotency;
 pub mod openapi;
+pub mod remote;
 pub mod state;
 
 use std::future::Future;

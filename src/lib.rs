@@ -38,10 +38,11 @@
 //! | `runtime/progress.rs` | progress notifications routed to their request's span and [`CallOptions::on_progress`] |
 //! | `runtime/transport/` | `stdio.rs` (process groups), `http.rs` (streamable HTTP), `oauth.rs` (OAuth 2.1), `sse.rs` (legacy SSE), `builtin.rs`; each classifies its own errors; `rmcp_text.rs` (rmcp's text-only facts, pinned) |
 //! | `runtime/error.rs` | [`Error`] and the bounded [`ErrorKind`] |
-//! | [`telemetry`] | `install` (logs, OTLP, Sentry); metrics (`metrics.rs`), lifecycle events (`events.rs`), spans (`spans.rs`), bounded export (`export.rs`), Sentry (`sentry.rs`), names (`semconv.rs`) |
+//! | [`telemetry`] | `install` (logs, OTLP, Sentry) and `install_logging` (logs alone); metrics (`metrics.rs`), per-server metric handles (`server_metrics.rs`), lifecycle events (`events.rs`), spans (`spans.rs`), bounded export (`export.rs`), Sentry (`sentry.rs`), names (`semconv.rs`) |
 //! | [`bench`] | `mcpwatch bench`: latency distribution and throughput of a tool |
 //! | [`demo`] | the built-in demo MCP server |
-//! | [`agent`] | the HTTP API (`api.rs`), admin listener (`admin.rs`), auth, body limits, idempotency, OpenAPI |
+//! | [`agent`] | the HTTP API (`api.rs`), admin listener (`admin.rs`), auth, body limits, idempotency, OpenAPI; its clients: the load generator (`client.rs`) and the list reader of `mcpwatch servers`/`sessions` (`remote.rs`) |
+//! | `main.rs`, `cli/` (the binary) | parse and dispatch; one file per command, the table printer |
 
 pub mod agent;
 pub mod bench;

@@ -22,6 +22,7 @@ pub mod export;
 pub mod metrics;
 pub mod semconv;
 pub mod sentry;
+pub(crate) mod server_metrics;
 pub mod spans;
 pub mod warn_limit;
 
@@ -42,7 +43,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 pub use metrics::{Metrics, MetricsError};
 
-use crate::config::{Config, LogFormat, OtlpProtocol, TelemetryConfig};
+use crate::config::{Config, LogConfig, LogFormat, OtlpProtocol, TelemetryConfig};
 use export::{BoundedSpanProcessor, ExportCounters};
 use sentry::SentryReporter;
 
@@ -81,7 +82,9 @@ impl Telemetry {
     /// Telemetry for the `[telemetry]` settings.
     pub fn from_config(config: &TelemetryConfig) -> Result<Telemetry, MetricsError> {
         let metrics = Metrics::new()?;
-        let limited = metrics.telemetry_dropped.with_label_values(&["sentry"]);
+        let limited = metrics
+            .telemetry_dropped
+            .with_label_values(&[semconv::SIGNAL_SENTRY]);
         Ok(Telemetry {
             sentry: SentryReporter::new(config.sentry.send_default_pii, Some(limited)),
             capture_payloads: config.capture_payloads,
@@ -229,21 +232,6 @@ fn install_inner(
         _ => None,
     };
 
-    let level = &config.log.level;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| {
-            EnvFilter::try_new(format!(
-                "{level},rmcp=warn,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off"
-            ))
-        })
-        .unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(writer)
-        .with_ansi(ansi);
-    let fmt = match log_format.unwrap_or(config.log.format) {
-        LogFormat::Json => fmt.json().boxed(),
-        LogFormat::Text => fmt.boxed(),
-    };
     // The MCP spans are built with the OpenTelemetry API (`spans.rs`) through
     // the runtime's tracer. The `tracing-opentelemetry` layer carries the
     // agent's request spans (and a caller's own `tracing` spans under
@@ -254,7 +242,7 @@ fn install_inner(
     // parent from the current `tracing` span). A `None` layer would still make
     // the registry build every span: add it only when spans are exported.
     let mut layers: Vec<Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>> =
-        vec![fmt.with_filter(filter).boxed()];
+        vec![log_layer(&config.log, log_format, writer, ansi)];
     if let Some(provider) = &tracer {
         telemetry.set_tracer(provider.tracer("mcpwatch"));
         let otel = tracing_opentelemetry::layer()
@@ -281,11 +269,11 @@ fn install_inner(
             let dropped = telemetry
                 .metrics
                 .telemetry_dropped
-                .with_label_values(&["sentry"]);
+                .with_label_values(&[semconv::SIGNAL_SENTRY]);
             let failed = telemetry
                 .metrics
                 .telemetry_export_errors
-                .with_label_values(&["sentry"]);
+                .with_label_values(&[semconv::SIGNAL_SENTRY]);
             ::sentry::init(sentry::client_options(
                 config,
                 dsn.expose(),
@@ -298,6 +286,42 @@ fn install_inner(
         meter,
         sentry,
     })
+}
+
+/// Sets up logging alone, to stderr (no OTLP, no Sentry): for the commands that
+/// make no MCP calls. `log_format` overrides `log.format` (the `--log-format`
+/// flag). A no-op if this process already has a subscriber.
+pub fn install_logging(log: &LogConfig, log_format: Option<LogFormat>) {
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let layer = log_layer(log, log_format, BoxMakeWriter::new(std::io::stderr), ansi);
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// The one log layer: lines to `writer` in `log_format` (else `log.format`),
+/// filtered by `RUST_LOG` when set, else by `log.level` with rmcp at `warn` and
+/// the OpenTelemetry crates off (failed exports are counted and logged by
+/// `export.rs`, at most once a minute).
+fn log_layer(
+    log: &LogConfig,
+    log_format: Option<LogFormat>,
+    writer: BoxMakeWriter,
+    ansi: bool,
+) -> Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync> {
+    let level = &log.level;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| {
+            EnvFilter::try_new(format!(
+                "{level},rmcp=warn,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off"
+            ))
+        })
+        .unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi);
+    match log_format.unwrap_or(log.format) {
+        LogFormat::Json => fmt.json().with_filter(filter).boxed(),
+        LogFormat::Text => fmt.with_filter(filter).boxed(),
+    }
 }
 
 fn tracer_provider(
@@ -314,11 +338,11 @@ fn tracer_provider(
         dropped: telemetry
             .metrics
             .telemetry_dropped
-            .with_label_values(&["spans"]),
+            .with_label_values(&[semconv::SIGNAL_SPANS]),
         failed: telemetry
             .metrics
             .telemetry_export_errors
-            .with_label_values(&["spans"]),
+            .with_label_values(&[semconv::SIGNAL_SPANS]),
     };
     let processor = match protocol {
         OtlpProtocol::HttpProtobuf => {

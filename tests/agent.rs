@@ -613,6 +613,71 @@ async fn servers_and_sessions_commands_print_tables() {
     );
 }
 
+/// `mcpwatch servers|sessions ARGS` with `token` in MCPWATCH_TOKEN (or none):
+/// exit status, stdout, stderr.
+async fn agent_command(args: &[&str], token: Option<&str>) -> (Option<i32>, String, String) {
+    let mut command = tokio::process::Command::new(mcpwatch_bin());
+    command.args(args).env_remove("MCPWATCH_TOKEN");
+    if let Some(token) = token {
+        command.env("MCPWATCH_TOKEN", token);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn servers_and_sessions_commands_report_a_refusal_an_absent_agent_and_json() {
+    let config = format!(
+        "[agent]\ntoken = \"${{TEST_AGENT_TOKEN}}\"\n{}",
+        demo_config()
+    );
+    let agent = Agent::start(&config, &[("TEST_AGENT_TOKEN", "s3cret-token")]).await;
+    let (code, out, err) =
+        agent_command(&["servers", "--agent", &agent.api], Some("wrong-token")).await;
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("error: the agent answered 401 Unauthorized: "),
+        "{err}"
+    );
+    assert!(out.is_empty(), "no table on a refusal: {out}");
+    let (code, out, err) = agent_command(
+        &[
+            "sessions",
+            "--agent",
+            &agent.api,
+            "--token",
+            "s3cret-token",
+            "--json",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    let body: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(body["sessions"], json!([]), "{out}");
+    let (code, out, _) =
+        agent_command(&["sessions", "--agent", &agent.api], Some("s3cret-token")).await;
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("SERVER") && out.contains("(none)"), "{out}");
+
+    let absent = format!("http://127.0.0.1:{}", free_port());
+    let (code, _, err) = agent_command(&["sessions", "--agent", &absent], None).await;
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!(
+            "error: cannot reach the agent at {absent}/v1/sessions: "
+        )),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn an_incoming_traceparent_is_the_parent_of_the_call_spans() {
     let otlp = support::receivers::OtlpReceiver::start(support::receivers::Behaviour::Answer).await;

@@ -848,6 +848,151 @@ fn label_values_selector(query: &str) -> (&str, &str) {
     (inner[..comma].trim(), inner[comma + 1..].trim())
 }
 
+/// One sample of a text exposition: name, labels, value.
+type Sample = (String, BTreeMap<String, String>, f64);
+
+/// Every sample of a text exposition (label values without escapes, as ours are).
+fn exposition_samples(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => (name, rest.strip_suffix('}').unwrap()),
+            None => (series, ""),
+        };
+        let labels = labels
+            .split("\",")
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (key, value) = pair.split_once("=\"").unwrap();
+                (key.to_owned(), value.trim_end_matches('"').to_owned())
+            })
+            .collect();
+        out.push((name.to_owned(), labels, value.parse().unwrap()));
+    }
+    out
+}
+
+/// `promtool check metrics` on an exposition: (clean, what it said).
+fn promtool_check_metrics(exposition: &str) -> (bool, String) {
+    use std::io::Write;
+    assert!(Path::new(PROMTOOL).exists(), "{PROMTOOL} is missing");
+    let mut child = Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), said)
+}
+
+/// Defect 5 of issue 12: before any call, every family of DESIGN §5 and §11 is in
+/// `/metrics` with the series dashboards and alerts read, at 0, for every server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_agent_exports_every_family_at_zero() {
+    let config = format!(
+        "[servers.demo]\ntransport = \"builtin\"\n\
+         [servers.demo-stdio]\ntransport = \"stdio\"\ncommand = \"{}\"\nargs = [\"demo-server\", \"--stdio\"]\n\
+         [servers.down]\ntransport = \"http\"\nurl = \"http://127.0.0.1:{}/mcp\"\n",
+        mcpwatch_bin(),
+        free_port()
+    );
+    let agent = Agent::start(&config, &[]).await;
+    let (status, text) = agent.admin("/metrics").await;
+    assert_eq!(status, 200);
+    let samples = exposition_samples(&text);
+    let at_zero = |name: &str, labels: &[(&str, &str)]| {
+        let found = samples.iter().find(|(n, l, _)| {
+            n == name
+                && l.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        });
+        match found {
+            Some((_, _, value)) => assert_eq!(*value, 0.0, "{name} {labels:?}"),
+            None => panic!("a fresh agent lacks {name} {labels:?}:\n{text}"),
+        }
+    };
+    for (server, transport) in [("demo", "inproc"), ("demo-stdio", "pipe"), ("down", "tcp")] {
+        let on = |extra: &[(&'static str, &'static str)]| {
+            let mut labels = vec![("mcp_server", server)];
+            labels.extend_from_slice(extra);
+            labels
+        };
+        for reason in mcpwatch::CloseReason::ALL {
+            at_zero(
+                "mcp_client_sessions_closed_total",
+                &on(&[
+                    ("network_transport", transport),
+                    ("reason", reason.as_str()),
+                ]),
+            );
+        }
+        at_zero(
+            "mcp_client_session_duration_seconds_count",
+            &on(&[("network_transport", transport), ("error_type", "")]),
+        );
+        for kind in [
+            "connect_failed",
+            "initialize_failed",
+            "session_expired",
+            "rate_limited",
+            "transport_closed",
+            "http_status",
+            "timeout",
+        ] {
+            at_zero("mcp_client_retries_total", &on(&[("error_type", kind)]));
+        }
+        at_zero(
+            "mcp_client_session_recoveries_total",
+            &on(&[("error_type", "session_expired")]),
+        );
+        for method in [
+            "notifications/progress",
+            "notifications/cancelled",
+            "notifications/tools/list_changed",
+            "notifications/resources/list_changed",
+            "notifications/prompts/list_changed",
+            "notifications/resources/updated",
+            "notifications/message",
+        ] {
+            at_zero(
+                "mcp_client_notifications_total",
+                &on(&[("mcp_method_name", method)]),
+            );
+        }
+    }
+    for signal in ["spans", "sentry"] {
+        at_zero(
+            "mcpwatch_telemetry_export_errors_total",
+            &[("signal", signal)],
+        );
+        at_zero("mcpwatch_telemetry_dropped_total", &[("signal", signal)]);
+    }
+    let (clean, said) = promtool_check_metrics(&text);
+    assert!(
+        clean && said.trim().is_empty(),
+        "promtool check metrics: {said}"
+    );
+}
+
 /// A config for the real agent: the builtin demo, the demo as a stdio child, the demo
 /// over HTTP on `http_port` (restarted and killed by the scenario), OTLP to a dead port.
 fn scenario_config(http_port: u16, dead_otlp_port: u16) -> String {

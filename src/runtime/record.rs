@@ -7,6 +7,8 @@
 //! ever missing from the operation histogram, the span is always ended, and the
 //! in-flight gauge always comes back down.
 
+use std::sync::Arc;
+
 use rmcp::model::RequestId;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -16,6 +18,7 @@ use super::request::{McpRequest, McpResult};
 use super::session::{RequestGuard, Session};
 use crate::telemetry::events::RequestFinished;
 use crate::telemetry::semconv;
+use crate::telemetry::server_metrics::OperationMetrics;
 use crate::telemetry::spans::{self, McpSpan};
 
 /// One request's telemetry, from send to outcome.
@@ -28,6 +31,8 @@ pub(crate) struct RequestRecord<'a> {
     /// The tool's arguments, kept only when payloads may be recorded.
     arguments: Option<Value>,
     in_flight: Option<RequestGuard<'a>>,
+    /// The `(method, tool)` metric handles, resolved once per server.
+    operation: Arc<OperationMetrics>,
 }
 
 /// How a request ended, as its record sees it.
@@ -68,6 +73,10 @@ impl<'a> RequestRecord<'a> {
             request_id: None,
             arguments,
             in_flight: Some(session.begin_request()),
+            operation: session
+                .server
+                .metrics
+                .operation(request.method(), request.tool()),
         }
     }
 
@@ -128,6 +137,7 @@ impl<'a> RequestRecord<'a> {
         let arguments = self.arguments.as_ref().and_then(Value::as_object);
         RequestFinished {
             session: self.session.facts(),
+            operation: &self.operation,
             method: self.request.method(),
             tool: self.request.tool(),
             error_type: outcome.error_type,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::breaker::Breaker;
 use super::pool::SlotMap;
+use super::retry::RETRYABLE_KINDS;
 use super::transport::oauth::ServerOAuth;
 use crate::config::{ElicitationPolicy, PoolConfig, SamplingPolicy, ServerConfig, TransportKind};
 use crate::telemetry::Telemetry;
@@ -44,7 +45,10 @@ impl ServerEntry {
             .max_sessions
             .unwrap_or(pool.max_sessions)
             .min(pool.max_sessions);
-        let metrics = telemetry.metrics.for_server(name, kind.network_transport());
+        let metrics =
+            telemetry
+                .metrics
+                .for_server(name, kind.network_transport(), &RETRYABLE_KINDS);
         telemetry
             .metrics
             .pool_capacity

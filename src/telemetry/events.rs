@@ -14,6 +14,7 @@ use super::semconv;
 use super::semconv::sentry_tags as tags;
 use super::sentry::RecentCalls;
 use super::sentry::{RecentCall, Report};
+use super::server_metrics::OperationMetrics;
 use super::spans::McpSpan;
 use crate::runtime::{CloseReason, ErrorKind};
 use opentelemetry::KeyValue;
@@ -156,6 +157,10 @@ impl OpenFailed<'_> {
 /// One request finished (successfully or not).
 pub(crate) struct RequestFinished<'a> {
     pub session: SessionFacts<'a>,
+    /// This request's `(server, method, tool)` metric handles, from
+    /// `ServerEntry.metrics`
+    /// ([`ServerMetrics::operation`](super::server_metrics::ServerMetrics::operation)).
+    pub operation: &'a OperationMetrics,
     pub method: &'a str,
     pub tool: Option<&'a str>,
     /// `None` on success; `Some(ToolError)` for an `isError` result.
@@ -172,13 +177,11 @@ pub(crate) struct RequestFinished<'a> {
 
 impl RequestFinished<'_> {
     pub(crate) fn emit(&self, telemetry: &Telemetry) {
-        let m = &telemetry.metrics;
         let server = self.session.server;
-        let tool = self.tool.map(|t| m.tool_label(server, t)).unwrap_or("");
+        let tool = self.operation.tool_label();
         let error = self.error_type.map(ErrorKind::as_str);
-        m.operation_duration
-            .with_label_values(&[server, self.method, tool, error.unwrap_or("")])
-            .observe(self.duration.as_secs_f64());
+        self.operation
+            .observe(self.error_type, self.duration.as_secs_f64());
         if let Some(otlp) = telemetry.otlp() {
             let attributes = operation_attributes(
                 self.method,

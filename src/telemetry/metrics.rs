@@ -2,15 +2,13 @@
 //!
 //! No globals: a [`Metrics`] belongs to a runtime, which renders it for `/metrics`.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
-
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use super::semconv as names;
+pub(crate) use super::server_metrics::ServerMetrics;
+use crate::runtime::{CloseReason, ErrorKind};
 
 /// Operation buckets: from 0.5 ms (pooled stdio calls) to 300 s.
 pub const OPERATION_BUCKETS: [f64; 19] = [
@@ -43,7 +41,6 @@ pub struct Metrics {
     pub telemetry_dropped: IntCounterVec,
     /// Failed telemetry exports, by `signal`.
     pub telemetry_export_errors: IntCounterVec,
-    tool_labels: Mutex<HashMap<String, HashSet<String>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -163,16 +160,25 @@ impl Metrics {
             telemetry_dropped: counter(
                 names::TELEMETRY_DROPPED,
                 "Telemetry items dropped instead of buffered without limit (spans: export queue full; sentry: queue full or rate limited).",
-                &["signal"],
+                &[names::LABEL_SIGNAL],
             )?,
             telemetry_export_errors: counter(
                 names::TELEMETRY_EXPORT_ERRORS,
                 "Failed telemetry exports (OTLP requests, Sentry envelopes).",
-                &["signal"],
+                &[names::LABEL_SIGNAL],
             )?,
-            tool_labels: Mutex::new(HashMap::new()),
             registry,
         };
+        for signal in names::TELEMETRY_SIGNALS {
+            metrics
+                .telemetry_dropped
+                .with_label_values(&[signal])
+                .inc_by(0);
+            metrics
+                .telemetry_export_errors
+                .with_label_values(&[signal])
+                .inc_by(0);
+        }
         let build = IntGaugeVec::new(
             Opts::new(names::BUILD_INFO, "mcpwatch build, always 1."),
             &["version", "revision"],
@@ -205,58 +211,82 @@ impl Metrics {
         String::from_utf8(buffer).unwrap_or_default()
     }
 
-    /// The tool-name label for `tool` on `server`: the name itself for the first
-    /// [`names::TOOL_LABEL_CAP`] distinct tools of a server, `_OTHER` after.
-    pub(crate) fn tool_label<'a>(&self, server: &str, tool: &'a str) -> &'a str {
-        let Ok(mut labels) = self.tool_labels.lock() else {
-            return names::TOOL_OVERFLOW;
-        };
-        // The hot path (a known tool) allocates nothing.
-        if let Some(seen) = labels.get(server) {
-            if seen.contains(tool) {
-                return tool;
-            }
-            if seen.len() >= names::TOOL_LABEL_CAP {
-                return names::TOOL_OVERFLOW;
-            }
-        }
-        labels
-            .entry(server.to_owned())
-            .or_default()
-            .insert(tool.to_owned());
-        tool
-    }
-
     /// Pre-resolved handles for one server's hot-path metrics.
-    /// Also creates the server's gauge and alerting counters at 0, so dashboards
-    /// and alerts see every server from the start.
-    pub(crate) fn for_server(&self, server: &str, network_transport: &str) -> ServerMetrics {
+    ///
+    /// Also creates every series of the server that a dashboard or an alert
+    /// reads at 0, so each family is there from the start: a panel shows 0, not
+    /// "No data", and `increase()` counts the first event (a series born at 1
+    /// shows no increase). `retryable` are the kinds the retry policy may retry.
+    pub(crate) fn for_server(
+        &self,
+        server: &str,
+        network_transport: &str,
+        retryable: &[ErrorKind],
+    ) -> ServerMetrics {
         self.sessions_active
             .with_label_values(&[server, network_transport])
             .add(0);
-        // Counters an alert takes `increase()` of exist from the start, so their
-        // first event counts (a series born at 1 shows no increase).
         for outcome in ["ok", "error"] {
             self.sessions_opened
                 .with_label_values(&[server, network_transport, outcome])
                 .inc_by(0);
         }
+        for reason in CloseReason::ALL {
+            self.sessions_closed
+                .with_label_values(&[server, network_transport, reason.as_str()])
+                .inc_by(0);
+        }
+        // A clean close has no error type; histograms are born empty.
+        self.session_duration
+            .with_label_values(&[server, network_transport, ""]);
         self.sessions_unclosed
             .with_label_values(&[server])
             .inc_by(0);
-        ServerMetrics {
-            inflight: self.inflight_requests.with_label_values(&[server]),
-            call_ok: self
-                .operation_duration
-                .with_label_values(&[server, "tools/call", "", ""]),
+        for kind in retryable {
+            self.retries
+                .with_label_values(&[server, kind.as_str()])
+                .inc_by(0);
         }
+        self.session_recoveries
+            .with_label_values(&[server, ErrorKind::SessionExpired.as_str()])
+            .inc_by(0);
+        for method in names::NOTIFICATION_METHODS {
+            self.notifications
+                .with_label_values(&[server, method])
+                .inc_by(0);
+        }
+        ServerMetrics::new(
+            server,
+            self.inflight_requests.with_label_values(&[server]),
+            self.operation_duration.clone(),
+        )
     }
 }
 
-/// Metric handles resolved once per server.
-#[derive(Clone)]
-pub(crate) struct ServerMetrics {
-    pub(crate) inflight: IntGauge,
-    #[allow(dead_code)]
-    pub(crate) call_ok: Histogram,
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::names;
+
+    /// The handler and the transport count notifications by literal method
+    /// name; every one of them must be among those created at 0 (and no other).
+    #[test]
+    fn the_notifications_created_at_zero_are_those_counted() {
+        let handler = include_str!("../runtime/handler.rs");
+        let mut counted: BTreeSet<&str> = handler
+            .split("self.notified(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        let progress = "notifications/progress";
+        if include_str!("../runtime/transport.rs").contains(&format!("\"{progress}\"")) {
+            counted.insert(progress);
+        }
+        assert_eq!(
+            counted,
+            names::NOTIFICATION_METHODS.into_iter().collect(),
+            "update semconv::NOTIFICATION_METHODS"
+        );
+    }
 }

@@ -36,6 +36,26 @@ pub const TELEMETRY_DROPPED: &str = "mcpwatch_telemetry_dropped_total";
 /// Failed telemetry exports, by signal.
 pub const TELEMETRY_EXPORT_ERRORS: &str = "mcpwatch_telemetry_export_errors_total";
 
+/// `mcp_method_name` values of [`NOTIFICATIONS`]: every notification counted,
+/// progress by the transport (`runtime/transport.rs`), the others by the client
+/// handler (`runtime/handler.rs`).
+pub const NOTIFICATION_METHODS: [&str; 7] = [
+    "notifications/progress",
+    "notifications/cancelled",
+    "notifications/tools/list_changed",
+    "notifications/resources/list_changed",
+    "notifications/prompts/list_changed",
+    "notifications/resources/updated",
+    "notifications/message",
+];
+
+/// `signal` of [`TELEMETRY_DROPPED`] and [`TELEMETRY_EXPORT_ERRORS`]: OTLP spans.
+pub const SIGNAL_SPANS: &str = "spans";
+/// `signal` of [`TELEMETRY_DROPPED`] and [`TELEMETRY_EXPORT_ERRORS`]: Sentry envelopes.
+pub const SIGNAL_SENTRY: &str = "sentry";
+/// Every `signal` value.
+pub const TELEMETRY_SIGNALS: [&str; 2] = [SIGNAL_SPANS, SIGNAL_SENTRY];
+
 /// Label: configured server name.
 pub const LABEL_SERVER: &str = "mcp_server";
 /// Label: `pipe`, `tcp` or `inproc`.
@@ -48,6 +68,8 @@ pub const LABEL_REASON: &str = "reason";
 pub const LABEL_ERROR_TYPE: &str = "error_type";
 /// Label: MCP method.
 pub const LABEL_METHOD: &str = "mcp_method_name";
+/// Label: the telemetry signal (`spans`, `sentry`).
+pub const LABEL_SIGNAL: &str = "signal";
 /// Label: tool name (capped per server).
 pub const LABEL_TOOL: &str = "gen_ai_tool_name";
 
