@@ -40,7 +40,7 @@ WARMUP_CALLS = 20
 
 
 def summarize(latencies: list[int], errors: int, elapsed: float) -> dict[str, Any]:
-    """Nearest-rank percentiles, the same rule as `mcpwatch::bench::summarize`."""
+    """Nearest-rank percentiles, the same rule as `mcpwatch::testing::summarize`."""
     ordered = sorted(latencies)
 
     def at(q: float) -> int:

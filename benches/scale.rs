@@ -162,7 +162,7 @@ async fn main() -> ExitCode {
 
 /// Runs the subcommand; `Ok(false)` when a check failed.
 async fn run(cli: Cli) -> Result<bool> {
-    let limit = mcpwatch::fd_limit::raise_open_file_limit().context("raising RLIMIT_NOFILE")?;
+    let limit = mcpwatch::testing::raise_open_file_limit().context("raising RLIMIT_NOFILE")?;
     let (soft, hard) = (limit.soft, limit.hard);
     eprintln!("scale: RLIMIT_NOFILE soft {soft}, hard {hard}");
     let bin = server_bin(cli.server_bin)?;

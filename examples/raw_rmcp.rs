@@ -98,10 +98,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     if let Some(path) = &args.latencies {
-        mcpwatch::bench::write_latencies(path, &latencies)
+        mcpwatch::testing::write_latencies(path, &latencies)
             .with_context(|| format!("cannot write the latencies to {}", path.display()))?;
     }
-    let report = mcpwatch::bench::summarize(latencies, errors, elapsed);
+    let report = mcpwatch::testing::summarize(latencies, errors, elapsed);
     println!("{}", serde_json::to_string(&report)?);
     client.cancel().await?;
     Ok(())

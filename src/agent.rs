@@ -6,16 +6,16 @@
 //! then the listeners close, the runtime shuts down (every session closed, every
 //! child reaped), and [`serve`] returns.
 
-pub mod admin;
-pub mod api;
-pub mod auth;
-pub mod body;
-pub mod client;
-pub mod error;
-pub mod idempotency;
-pub mod openapi;
-pub mod remote;
-pub mod state;
+pub(crate) mod admin;
+pub(crate) mod api;
+pub(crate) mod auth;
+pub(crate) mod body;
+pub(crate) mod client;
+pub(crate) mod error;
+pub(crate) mod idempotency;
+pub(crate) mod openapi;
+pub(crate) mod remote;
+pub(crate) mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;

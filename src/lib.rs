@@ -45,16 +45,30 @@
 //! | `main.rs`, `cli/` (the binary) | parse and dispatch; one file per command, the table printer |
 
 pub mod agent;
-pub mod bench;
+mod bench;
 pub mod config;
 pub mod demo;
-pub mod fd_limit;
-pub mod runtime;
+mod fd_limit;
+mod runtime;
 pub mod telemetry;
 
 pub use config::Config;
 pub use runtime::{
-    BreakerState, CallOptions, CloseReason, Error, ErrorKind, McpRequest, McpResult, McpSession,
+    ACCEPTED_PROTOCOL_VERSIONS, BreakerState, CallOptions, CloseReason, DEFAULT_SCOPE, Error,
+    ErrorKind, MAX_SCOPE_LEN, McpRequest, McpResult, McpSession, OFFERED_PROTOCOL_VERSION,
     OwnedSession, Progress, ProgressCallback, RequestHandle, Result, Runtime, ServerRequestRoute,
     ServerStatus, SessionInfo, SessionLease, ShutdownReport, StartError, ToolCall, TypedResult,
+    validate_scope,
 };
+
+/// What the `mcpwatch` binary, the tests, the benches and the examples need
+/// beyond the library API. Not a stable interface: it changes with them.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::agent::remote::{AgentList, get_list};
+    pub use crate::agent::{AgentState, api_router};
+    pub use crate::bench::{BenchMode, BenchPlan, BenchReport, run, summarize, write_latencies};
+    pub use crate::fd_limit::raise_open_file_limit;
+    pub use crate::telemetry::export::{BoundedSpanProcessor, ExportCounters};
+    pub use crate::telemetry::install_with_log_writer;
+}

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use mcpwatch::agent::remote::AgentList;
 use mcpwatch::config::{LogConfig, LogFormat};
+use mcpwatch::testing::AgentList;
 
 use cli::args::{Cli, Command};
 

@@ -33,7 +33,7 @@ mod scope;
 mod server;
 mod server_requests;
 mod session;
-pub mod transport;
+pub(crate) mod transport;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -17,14 +17,14 @@
 //! counted (`mcpwatch_telemetry_dropped_total`), and failed exports are counted
 //! (`mcpwatch_telemetry_export_errors_total`) and logged at most once a minute.
 
-pub mod events;
-pub mod export;
-pub mod metrics;
-pub mod semconv;
-pub mod sentry;
+pub(crate) mod events;
+pub(crate) mod export;
+pub(crate) mod metrics;
+pub(crate) mod semconv;
+pub(crate) mod sentry;
 pub(crate) mod server_metrics;
-pub mod spans;
-pub mod warn_limit;
+pub(crate) mod spans;
+pub(crate) mod warn_limit;
 
 use std::sync::OnceLock;
 use std::time::Duration;

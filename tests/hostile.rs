@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request};
-use mcpwatch::agent::{AgentState, api_router};
 use mcpwatch::config::{Config, ConfigSource};
+use mcpwatch::testing::{AgentState, api_router};
 use mcpwatch::{ErrorKind, Runtime};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -216,7 +216,7 @@ proptest! {
         let body = serde_json::to_vec(&json!({"server": "demo", "tool": "echo", "arguments": {"message": "h"}})).unwrap();
         let (status, answer) = respond(post_call(body, &[("x-mcpwatch-scope", value.clone())]));
         assert_clear_answer(status, &answer, &[200, 400])?;
-        let valid = value.to_str().ok().is_some_and(|s| mcpwatch::runtime::validate_scope(Some(s)).is_ok());
+        let valid = value.to_str().ok().is_some_and(|s| mcpwatch::validate_scope(Some(s)).is_ok());
         prop_assert_eq!(status == 200, valid, "{:?}", value);
     }
 

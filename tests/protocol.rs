@@ -647,8 +647,8 @@ mod dynamic {
     use rmcp::{ErrorData, ServerHandler};
 
     #[derive(Clone, Default)]
-    pub struct Growing {
-        pub extra: Arc<Mutex<Vec<String>>>,
+    pub(crate) struct Growing {
+        pub(crate) extra: Arc<Mutex<Vec<String>>>,
     }
 
     fn tool(name: String) -> Tool {

@@ -24,7 +24,7 @@ async fn start(config: Config, logs: Option<&LogSink>) -> (Runtime, TelemetryGua
     let guard = match logs {
         Some(sink) => {
             let sink = sink.clone();
-            mcpwatch::telemetry::install_with_log_writer(
+            mcpwatch::testing::install_with_log_writer(
                 &config,
                 &telemetry,
                 None,

@@ -8,8 +8,8 @@ mod support;
 
 use std::time::Duration;
 
+use mcpwatch::ACCEPTED_PROTOCOL_VERSIONS;
 use mcpwatch::config::ServerConfig;
-use mcpwatch::runtime::ACCEPTED_PROTOCOL_VERSIONS;
 use mcpwatch::{CallOptions, Runtime};
 use serde_json::json;
 use support::*;

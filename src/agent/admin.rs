@@ -11,7 +11,7 @@ use serde_json::json;
 use super::state::AgentState;
 
 /// The admin routes.
-pub fn router() -> Router<AgentState> {
+pub(crate) fn router() -> Router<AgentState> {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))

@@ -20,14 +20,14 @@ use super::state::AgentState;
 use crate::runtime::{CallOptions, Runtime};
 
 /// The header that may carry the scope (so a load balancer can route by it).
-pub const SCOPE_HEADER: &str = "x-mcpwatch-scope";
+pub(crate) const SCOPE_HEADER: &str = "x-mcpwatch-scope";
 /// The header that makes a retried call join the first one.
-pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+pub(crate) const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// Longest accepted per-call timeout.
 const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
 
 /// The `/v1` routes.
-pub fn router() -> Router<AgentState> {
+pub(crate) fn router() -> Router<AgentState> {
     Router::new()
         .route("/v1/tools/call", post(call_tool))
         .route("/v1/servers", get(servers))
@@ -45,7 +45,7 @@ pub fn router() -> Router<AgentState> {
 /// `POST /v1/tools/call` body.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct CallBody {
+pub(crate) struct CallBody {
     /// Server name.
     pub server: String,
     /// Tool name.
@@ -285,7 +285,7 @@ async fn list_prompts(
 /// `POST /v1/resources/read` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ReadBody {
+pub(crate) struct ReadBody {
     /// Server name.
     pub server: String,
     /// The resource's URI.
@@ -321,7 +321,7 @@ async fn read_resource(
 /// `POST /v1/prompts/get` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PromptBody {
+pub(crate) struct PromptBody {
     /// Server name.
     pub server: String,
     /// Prompt name.
@@ -383,7 +383,7 @@ async fn openapi_document() -> Response {
 }
 
 /// Fallback for unknown paths: a JSON 404 in the API's error shape.
-pub async fn not_found() -> Response {
+pub(crate) async fn not_found() -> Response {
     let body = json!({"error": {"type": "invalid_request", "message": "no such route; see GET /v1/openapi.json"}});
     (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }

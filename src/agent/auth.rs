@@ -8,7 +8,7 @@ use super::state::AgentState;
 use crate::runtime::ErrorKind;
 
 /// Refuses requests without the configured token (when one is configured).
-pub fn check(state: &AgentState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check(state: &AgentState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = state.token.as_ref() else {
         return Ok(());
     };

@@ -10,7 +10,7 @@ use super::state::AgentState;
 use crate::runtime::ErrorKind;
 
 /// A JSON body parsed into `T`.
-pub struct JsonBody<T>(pub T);
+pub(crate) struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AgentState> for JsonBody<T> {
     type Rejection = ApiError;

@@ -30,7 +30,7 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 
 /// Calls one tool, with one fixed request, through a running agent's API.
 #[derive(Debug)]
-pub struct CallClient {
+pub(crate) struct CallClient {
     addr: String,
     request: Vec<u8>,
     timeout: Duration,
@@ -81,7 +81,7 @@ impl CallClient {
     /// A client posting `body` (JSON) to `{agent}/v1/tools/call`, with `token`
     /// as bearer token, each call bounded by `timeout`. `agent` is an
     /// `http://host:port` URL, optionally with a path prefix.
-    pub fn new(
+    pub(crate) fn new(
         agent: &str,
         body: &[u8],
         token: Option<&str>,
@@ -123,7 +123,7 @@ impl CallClient {
 
     /// One call: Ok for a 2xx answer whose `result.isError` is not true, else
     /// the answer (or the transport error) as the error.
-    pub async fn call(&self) -> Result<(), String> {
+    pub(crate) async fn call(&self) -> Result<(), String> {
         match tokio::time::timeout(self.timeout, self.call_inner()).await {
             Ok(result) => result,
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),

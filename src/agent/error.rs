@@ -8,7 +8,7 @@ use crate::runtime::{Error, ErrorKind};
 
 /// An error answered by the API.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     /// The bounded kind (the `type` field and the status).
     pub kind: ErrorKind,
     /// For people; never a secret.
@@ -19,7 +19,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error of `kind` with `message`.
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> ApiError {
         ApiError {
             kind,
             message: message.into(),
@@ -28,7 +28,7 @@ impl ApiError {
     }
 
     /// A malformed request.
-    pub fn invalid(message: impl Into<String>) -> ApiError {
+    pub(crate) fn invalid(message: impl Into<String>) -> ApiError {
         ApiError::new(ErrorKind::InvalidRequest, message)
     }
 }

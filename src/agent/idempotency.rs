@@ -21,11 +21,11 @@ use super::error::ApiError;
 const MAX_KEYS: usize = 100_000;
 
 /// Longest accepted key.
-pub const MAX_KEY_LEN: usize = 255;
+pub(crate) const MAX_KEY_LEN: usize = 255;
 
 /// A stored answer: status and JSON body (and a `Retry-After`).
 #[derive(Debug, Clone)]
-pub struct Answer {
+pub(crate) struct Answer {
     /// HTTP status.
     pub status: u16,
     /// JSON body, serialized.
@@ -43,14 +43,14 @@ struct Entry {
 }
 
 /// Answers by idempotency key.
-pub struct IdempotencyStore {
+pub(crate) struct IdempotencyStore {
     ttl: Duration,
     entries: Mutex<HashMap<String, Entry>>,
 }
 
 impl IdempotencyStore {
     /// A store keeping answers for `ttl`.
-    pub fn new(ttl: Duration) -> IdempotencyStore {
+    pub(crate) fn new(ttl: Duration) -> IdempotencyStore {
         IdempotencyStore {
             ttl,
             entries: Mutex::new(HashMap::new()),
@@ -59,7 +59,7 @@ impl IdempotencyStore {
 
     /// Runs `call` once per key: the first request with `key` starts it (in its own
     /// task), later ones with the same key and body join it or get its answer.
-    pub async fn run(
+    pub(crate) async fn run(
         &self,
         key: &str,
         body: &impl Hash,

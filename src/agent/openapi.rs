@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::runtime::ErrorKind;
 
 /// The document.
-pub fn document() -> Value {
+pub(crate) fn document() -> Value {
     let error_types: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
     let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     let ok = |description: &str, schema: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});

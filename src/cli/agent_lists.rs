@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use mcpwatch::agent::remote::{AgentList, get_list};
+use mcpwatch::testing::{AgentList, get_list};
 use serde_json::Value;
 
 use super::args::AgentArgs;

@@ -126,7 +126,7 @@ pub(crate) struct BenchArgs {
     /// pooled: the runtime's pooled session; per-call-session: open and close a session per call;
     /// agent: through a running agent's HTTP API (--agent).
     #[arg(long, value_enum, default_value = "pooled")]
-    pub(crate) mode: mcpwatch::bench::BenchMode,
+    pub(crate) mode: mcpwatch::testing::BenchMode,
     /// The agent's API address (mode agent).
     #[arg(long, default_value = "http://127.0.0.1:8700")]
     pub(crate) agent: String,

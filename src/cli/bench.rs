@@ -4,8 +4,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use mcpwatch::bench::{BenchMode, BenchPlan, BenchReport};
 use mcpwatch::config::{Config, LogFormat};
+use mcpwatch::testing::{BenchMode, BenchPlan, BenchReport};
 
 use super::args::BenchArgs;
 use super::table::table;
@@ -27,7 +27,7 @@ pub(crate) async fn run(
         let (runtime, guard) = start_with_telemetry(config, log_format).await?;
         (Some(runtime), Some(guard))
     };
-    let report = mcpwatch::bench::run(&plan, runtime.as_ref()).await;
+    let report = mcpwatch::testing::run(&plan, runtime.as_ref()).await;
     if let Some(runtime) = runtime {
         runtime.shutdown(Duration::from_secs(10)).await;
     }

@@ -30,7 +30,7 @@ pub(crate) async fn run(config: Config, log_format: Option<LogFormat>) -> anyhow
 
 /// Many sessions need many fds: the soft limit goes up to the hard one.
 fn raise_open_file_limit() {
-    match mcpwatch::fd_limit::raise_open_file_limit() {
+    match mcpwatch::testing::raise_open_file_limit() {
         Ok(limit) if limit.soft > limit.before => tracing::info!(
             from = limit.before,
             to = limit.soft,

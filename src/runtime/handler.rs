@@ -43,10 +43,10 @@ pub const OFFERED_PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion::V_2025_11
 pub const ACCEPTED_PROTOCOL_VERSIONS: [&str; 3] = ["2025-03-26", "2025-06-18", "2025-11-25"];
 
 /// Also accepted over legacy SSE, whose servers speak the 2024-11-05 revision.
-pub const LEGACY_SSE_PROTOCOL_VERSION: &str = "2024-11-05";
+pub(super) const LEGACY_SSE_PROTOCOL_VERSION: &str = "2024-11-05";
 
 /// The version a `lifecycle = "discover"` session asks for (and the only one it accepts).
-pub const DISCOVER_PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion::V_2026_07_28;
+pub(super) const DISCOVER_PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion::V_2026_07_28;
 
 /// JSON-RPC code of a declined sampling request (the spec's "user rejected").
 const SAMPLING_DECLINED: i32 = -1;

@@ -5,12 +5,12 @@
 //! drops the transport instead: a stdio child's process group is killed, an HTTP
 //! connection is closed.
 
-pub mod builtin;
-pub mod http;
+pub(crate) mod builtin;
+pub(crate) mod http;
 pub(crate) mod oauth;
 mod rmcp_text;
-pub mod sse;
-pub mod stdio;
+pub(crate) mod sse;
+pub(crate) mod stdio;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -17,7 +17,7 @@ use prometheus::IntCounter;
 use super::warn_limit::WarnLimiter;
 
 /// Spans held at most while waiting for export.
-pub const QUEUE_CAPACITY: usize = 4096;
+pub(crate) const QUEUE_CAPACITY: usize = 4096;
 /// Spans per export request at most; a queue this long wakes the worker early.
 const MAX_BATCH: usize = 512;
 /// How often the worker exports what has queued up.
@@ -226,6 +226,3 @@ fn export_loop<E: SpanExporter>(
         }
     }
 }
-
-/// Shared so tests and the guard can read the numbers.
-pub type SharedCounters = Arc<ExportCounters>;

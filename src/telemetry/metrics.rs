@@ -11,13 +11,13 @@ pub(crate) use super::server_metrics::ServerMetrics;
 use crate::runtime::{CloseReason, ErrorKind};
 
 /// Operation buckets: from 0.5 ms (pooled stdio calls) to 300 s.
-pub const OPERATION_BUCKETS: [f64; 19] = [
+pub(crate) const OPERATION_BUCKETS: [f64; 19] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0,
     30.0, 60.0, 120.0, 300.0,
 ];
 
 /// Session-duration buckets: from 1 s to 12 h.
-pub const SESSION_BUCKETS: [f64; 12] = [
+pub(crate) const SESSION_BUCKETS: [f64; 12] = [
     0.1, 1.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 43200.0,
 ];
 

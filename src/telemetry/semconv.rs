@@ -3,43 +3,43 @@
 //! the MCP names experimental.
 
 /// Live pooled and owned sessions.
-pub const SESSIONS_ACTIVE: &str = "mcp_client_sessions_active";
+pub(crate) const SESSIONS_ACTIVE: &str = "mcp_client_sessions_active";
 /// Session opens, by outcome.
-pub const SESSIONS_OPENED: &str = "mcp_client_sessions_opened_total";
+pub(crate) const SESSIONS_OPENED: &str = "mcp_client_sessions_opened_total";
 /// Session closes, by reason.
-pub const SESSIONS_CLOSED: &str = "mcp_client_sessions_closed_total";
+pub(crate) const SESSIONS_CLOSED: &str = "mcp_client_sessions_closed_total";
 /// Owned sessions dropped without `close()`.
-pub const SESSIONS_UNCLOSED: &str = "mcp_client_sessions_unclosed_total";
+pub(crate) const SESSIONS_UNCLOSED: &str = "mcp_client_sessions_unclosed_total";
 /// Session lifetimes.
-pub const SESSION_DURATION: &str = "mcp_client_session_duration_seconds";
+pub(crate) const SESSION_DURATION: &str = "mcp_client_session_duration_seconds";
 /// Every request's duration, `initialize` and `ping` included.
-pub const OPERATION_DURATION: &str = "mcp_client_operation_duration_seconds";
+pub(crate) const OPERATION_DURATION: &str = "mcp_client_operation_duration_seconds";
 /// Requests in flight.
-pub const INFLIGHT_REQUESTS: &str = "mcp_client_inflight_requests";
+pub(crate) const INFLIGHT_REQUESTS: &str = "mcp_client_inflight_requests";
 /// Retries, by the error that caused them.
-pub const RETRIES: &str = "mcp_client_retries_total";
+pub(crate) const RETRIES: &str = "mcp_client_retries_total";
 /// Sessions re-opened after the server lost them.
-pub const SESSION_RECOVERIES: &str = "mcp_client_session_recoveries_total";
+pub(crate) const SESSION_RECOVERIES: &str = "mcp_client_session_recoveries_total";
 /// Circuit state: 0 closed, 1 half-open, 2 open.
-pub const CIRCUIT_STATE: &str = "mcp_client_circuit_state";
+pub(crate) const CIRCUIT_STATE: &str = "mcp_client_circuit_state";
 /// A server's `max_sessions`.
-pub const POOL_CAPACITY: &str = "mcp_client_pool_capacity";
+pub(crate) const POOL_CAPACITY: &str = "mcp_client_pool_capacity";
 /// Always 1, labelled with the build.
-pub const BUILD_INFO: &str = "mcpwatch_build_info";
+pub(crate) const BUILD_INFO: &str = "mcpwatch_build_info";
 /// Notifications received from servers (progress, log messages, list changes, ...).
-pub const NOTIFICATIONS: &str = "mcp_client_notifications_total";
+pub(crate) const NOTIFICATIONS: &str = "mcp_client_notifications_total";
 /// Requests from servers (sampling, elicitation, roots) and how the policy answered.
-pub const SERVER_REQUESTS: &str = "mcp_client_server_requests_total";
+pub(crate) const SERVER_REQUESTS: &str = "mcp_client_server_requests_total";
 
 /// Telemetry items dropped, by signal.
-pub const TELEMETRY_DROPPED: &str = "mcpwatch_telemetry_dropped_total";
+pub(crate) const TELEMETRY_DROPPED: &str = "mcpwatch_telemetry_dropped_total";
 /// Failed telemetry exports, by signal.
-pub const TELEMETRY_EXPORT_ERRORS: &str = "mcpwatch_telemetry_export_errors_total";
+pub(crate) const TELEMETRY_EXPORT_ERRORS: &str = "mcpwatch_telemetry_export_errors_total";
 
 /// `mcp_method_name` values of [`NOTIFICATIONS`]: every notification counted,
 /// progress by the transport (`runtime/transport.rs`), the others by the client
 /// handler (`runtime/handler.rs`).
-pub const NOTIFICATION_METHODS: [&str; 7] = [
+pub(crate) const NOTIFICATION_METHODS: [&str; 7] = [
     "notifications/progress",
     "notifications/cancelled",
     "notifications/tools/list_changed",
@@ -50,95 +50,95 @@ pub const NOTIFICATION_METHODS: [&str; 7] = [
 ];
 
 /// `signal` of [`TELEMETRY_DROPPED`] and [`TELEMETRY_EXPORT_ERRORS`]: OTLP spans.
-pub const SIGNAL_SPANS: &str = "spans";
+pub(crate) const SIGNAL_SPANS: &str = "spans";
 /// `signal` of [`TELEMETRY_DROPPED`] and [`TELEMETRY_EXPORT_ERRORS`]: Sentry envelopes.
-pub const SIGNAL_SENTRY: &str = "sentry";
+pub(crate) const SIGNAL_SENTRY: &str = "sentry";
 /// Every `signal` value.
-pub const TELEMETRY_SIGNALS: [&str; 2] = [SIGNAL_SPANS, SIGNAL_SENTRY];
+pub(crate) const TELEMETRY_SIGNALS: [&str; 2] = [SIGNAL_SPANS, SIGNAL_SENTRY];
 
 /// Label: configured server name.
-pub const LABEL_SERVER: &str = "mcp_server";
+pub(crate) const LABEL_SERVER: &str = "mcp_server";
 /// Label: `pipe`, `tcp` or `inproc`.
-pub const LABEL_NETWORK_TRANSPORT: &str = "network_transport";
+pub(crate) const LABEL_NETWORK_TRANSPORT: &str = "network_transport";
 /// Label: `ok` or `error`.
-pub const LABEL_OUTCOME: &str = "outcome";
+pub(crate) const LABEL_OUTCOME: &str = "outcome";
 /// Label: close reason.
-pub const LABEL_REASON: &str = "reason";
+pub(crate) const LABEL_REASON: &str = "reason";
 /// Label: error kind, empty on success.
-pub const LABEL_ERROR_TYPE: &str = "error_type";
+pub(crate) const LABEL_ERROR_TYPE: &str = "error_type";
 /// Label: MCP method.
-pub const LABEL_METHOD: &str = "mcp_method_name";
+pub(crate) const LABEL_METHOD: &str = "mcp_method_name";
 /// Label: the telemetry signal (`spans`, `sentry`).
-pub const LABEL_SIGNAL: &str = "signal";
+pub(crate) const LABEL_SIGNAL: &str = "signal";
 /// Label: tool name (capped per server).
-pub const LABEL_TOOL: &str = "gen_ai_tool_name";
+pub(crate) const LABEL_TOOL: &str = "gen_ai_tool_name";
 
 /// Tool-name label value beyond the per-server cap.
-pub const TOOL_OVERFLOW: &str = "_OTHER";
+pub(crate) const TOOL_OVERFLOW: &str = "_OTHER";
 /// Distinct tool names per server before [`TOOL_OVERFLOW`].
-pub const TOOL_LABEL_CAP: usize = 100;
+pub(crate) const TOOL_LABEL_CAP: usize = 100;
 
 // Span attributes (OpenTelemetry MCP semantic conventions, plus ours).
 
 /// `mcp.method.name`.
-pub const ATTR_METHOD: &str = "mcp.method.name";
+pub(crate) const ATTR_METHOD: &str = "mcp.method.name";
 /// `gen_ai.tool.name`.
-pub const ATTR_TOOL: &str = "gen_ai.tool.name";
+pub(crate) const ATTR_TOOL: &str = "gen_ai.tool.name";
 /// `gen_ai.operation.name` (`execute_tool` for `tools/call`).
-pub const ATTR_OPERATION: &str = "gen_ai.operation.name";
+pub(crate) const ATTR_OPERATION: &str = "gen_ai.operation.name";
 /// `mcp.protocol.version`.
-pub const ATTR_PROTOCOL_VERSION: &str = "mcp.protocol.version";
+pub(crate) const ATTR_PROTOCOL_VERSION: &str = "mcp.protocol.version";
 /// `mcp.session.id` (only when the server issued one).
-pub const ATTR_SESSION_ID: &str = "mcp.session.id";
+pub(crate) const ATTR_SESSION_ID: &str = "mcp.session.id";
 /// `jsonrpc.request.id`.
-pub const ATTR_REQUEST_ID: &str = "jsonrpc.request.id";
+pub(crate) const ATTR_REQUEST_ID: &str = "jsonrpc.request.id";
 /// `network.transport`: `pipe`, `tcp` or `inproc`.
-pub const ATTR_NETWORK_TRANSPORT: &str = "network.transport";
+pub(crate) const ATTR_NETWORK_TRANSPORT: &str = "network.transport";
 /// `server.address`.
-pub const ATTR_SERVER_ADDRESS: &str = "server.address";
+pub(crate) const ATTR_SERVER_ADDRESS: &str = "server.address";
 /// `server.port`.
-pub const ATTR_SERVER_PORT: &str = "server.port";
+pub(crate) const ATTR_SERVER_PORT: &str = "server.port";
 /// `error.type`.
-pub const ATTR_ERROR_TYPE: &str = "error.type";
+pub(crate) const ATTR_ERROR_TYPE: &str = "error.type";
 /// `rpc.response.status_code` (the JSON-RPC error code).
-pub const ATTR_RPC_STATUS: &str = "rpc.response.status_code";
+pub(crate) const ATTR_RPC_STATUS: &str = "rpc.response.status_code";
 /// Ours: the configured server name.
-pub const ATTR_SERVER_NAME: &str = "mcp.server.name";
+pub(crate) const ATTR_SERVER_NAME: &str = "mcp.server.name";
 /// Ours: the scope.
-pub const ATTR_SCOPE: &str = "mcp.scope";
+pub(crate) const ATTR_SCOPE: &str = "mcp.scope";
 /// Ours: the close reason on `mcp.session.close`.
-pub const ATTR_CLOSE_REASON: &str = "mcp.session.close.reason";
+pub(crate) const ATTR_CLOSE_REASON: &str = "mcp.session.close.reason";
 /// Ours: on the `mcp.progress` span event of a request, the progress so far.
-pub const ATTR_PROGRESS: &str = "mcp.progress.value";
+pub(crate) const ATTR_PROGRESS: &str = "mcp.progress.value";
 /// Ours: on the `mcp.progress` span event, the total when the server knows it.
-pub const ATTR_PROGRESS_TOTAL: &str = "mcp.progress.total";
+pub(crate) const ATTR_PROGRESS_TOTAL: &str = "mcp.progress.total";
 /// Ours: on the `mcp.progress` span event, the server's status message.
-pub const ATTR_PROGRESS_MESSAGE: &str = "mcp.progress.message";
+pub(crate) const ATTR_PROGRESS_MESSAGE: &str = "mcp.progress.message";
 /// Name of the internal span of a session close.
-pub const SPAN_SESSION_CLOSE: &str = "mcp.session.close";
+pub(crate) const SPAN_SESSION_CLOSE: &str = "mcp.session.close";
 /// `gen_ai.tool.call.arguments` (only with `capture_payloads`).
-pub const ATTR_TOOL_ARGUMENTS: &str = "gen_ai.tool.call.arguments";
+pub(crate) const ATTR_TOOL_ARGUMENTS: &str = "gen_ai.tool.call.arguments";
 /// `gen_ai.tool.call.result` (only with `capture_payloads`).
-pub const ATTR_TOOL_RESULT: &str = "gen_ai.tool.call.result";
+pub(crate) const ATTR_TOOL_RESULT: &str = "gen_ai.tool.call.result";
 
 /// Sentry tag keys (DESIGN §5).
-pub mod sentry_tags {
+pub(crate) mod sentry_tags {
     /// Configured server name.
-    pub const SERVER: &str = "mcp.server.name";
+    pub(crate) const SERVER: &str = "mcp.server.name";
     /// `stdio`, `http`, `sse`, `builtin`.
-    pub const TRANSPORT: &str = "mcp.transport";
+    pub(crate) const TRANSPORT: &str = "mcp.transport";
     /// `pipe`, `tcp`, `inproc`.
-    pub const NETWORK_TRANSPORT: &str = "network.transport";
+    pub(crate) const NETWORK_TRANSPORT: &str = "network.transport";
     /// MCP method.
-    pub const METHOD: &str = "mcp.method.name";
+    pub(crate) const METHOD: &str = "mcp.method.name";
     /// Tool name.
-    pub const TOOL: &str = "mcp.tool.name";
+    pub(crate) const TOOL: &str = "mcp.tool.name";
     /// Negotiated protocol version.
-    pub const PROTOCOL_VERSION: &str = "mcp.protocol.version";
+    pub(crate) const PROTOCOL_VERSION: &str = "mcp.protocol.version";
     /// Error kind.
-    pub const ERROR_TYPE: &str = "error.type";
+    pub(crate) const ERROR_TYPE: &str = "error.type";
     /// Scope.
-    pub const SCOPE: &str = "mcp.scope";
+    pub(crate) const SCOPE: &str = "mcp.scope";
     /// OpenTelemetry trace id of the failing call.
-    pub const TRACE_ID: &str = "otel.trace_id";
+    pub(crate) const TRACE_ID: &str = "otel.trace_id";
 }

@@ -29,7 +29,7 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// Envelopes waiting for the transport at most.
 const TRANSPORT_QUEUE: usize = 64;
 /// Recent calls kept per session for breadcrumbs.
-pub const BREADCRUMBS_PER_SESSION: usize = 20;
+pub(crate) const BREADCRUMBS_PER_SESSION: usize = 20;
 
 /// One report.
 pub(crate) struct Report {
@@ -43,7 +43,7 @@ pub(crate) struct Report {
 
 /// Sends reports to the process's Sentry client, if one is installed.
 #[derive(Debug)]
-pub struct SentryReporter {
+pub(crate) struct SentryReporter {
     send_default_pii: bool,
     windows: Mutex<HashMap<Vec<String>, (Instant, u32)>>,
     limited: Option<IntCounter>,
@@ -51,7 +51,7 @@ pub struct SentryReporter {
 
 impl SentryReporter {
     /// A reporter; `limited` counts reports dropped by the rate limit.
-    pub fn new(send_default_pii: bool, limited: Option<IntCounter>) -> SentryReporter {
+    pub(crate) fn new(send_default_pii: bool, limited: Option<IntCounter>) -> SentryReporter {
         SentryReporter {
             send_default_pii,
             windows: Mutex::new(HashMap::new()),
@@ -60,12 +60,12 @@ impl SentryReporter {
     }
 
     /// True when a Sentry client is installed and enabled.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         Hub::main().client().is_some_and(|c| c.is_enabled())
     }
 
     /// True if payloads (arguments, results) may be attached.
-    pub fn send_default_pii(&self) -> bool {
+    pub(crate) fn send_default_pii(&self) -> bool {
         self.send_default_pii
     }
 
@@ -193,7 +193,7 @@ impl RecentCalls {
 }
 
 /// Client options for `sentry::init`: our transport, secret scrubbing, PII switch.
-pub fn client_options(
+pub(crate) fn client_options(
     config: &Config,
     dsn: &str,
     dropped: IntCounter,
@@ -218,7 +218,7 @@ pub fn client_options(
 }
 
 /// Every secret value of a config (at least 4 characters long, to avoid scrubbing noise).
-pub fn config_secrets(config: &Config) -> Vec<String> {
+pub(crate) fn config_secrets(config: &Config) -> Vec<String> {
     let mut secrets: Vec<&Secret> = Vec::new();
     secrets.extend(config.agent.token.iter());
     secrets.extend(config.telemetry.sentry.dsn.iter());

@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 /// Lets one warning through per `interval` and counts the ones it holds back.
 #[derive(Debug)]
-pub struct WarnLimiter {
+pub(crate) struct WarnLimiter {
     interval: Duration,
     state: Mutex<(Option<Instant>, u64)>,
 }
 
 impl WarnLimiter {
     /// A limiter letting one warning through per `interval`.
-    pub fn new(interval: Duration) -> WarnLimiter {
+    pub(crate) fn new(interval: Duration) -> WarnLimiter {
         WarnLimiter {
             interval,
             state: Mutex::new((None, 0)),
@@ -21,7 +21,7 @@ impl WarnLimiter {
     }
 
     /// Runs `log(suppressed_since_last)` if the interval has passed since the last one.
-    pub fn warn(&self, log: impl FnOnce(u64)) {
+    pub(crate) fn warn(&self, log: impl FnOnce(u64)) {
         let Ok(mut state) = self.state.lock() else {
             return;
         };

@@ -1,3 +1,4 @@
+#![allow(unreachable_pub)] // helpers shared by the integration tests, not an API
 //! Shared test helpers: real MCP servers (the demo as a child process or over
 //! HTTP, server-everything from npm, the misbehaving Python server), process and
 //! fd inspection, and metric reads. Every process started here is killed on drop.

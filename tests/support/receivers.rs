@@ -104,7 +104,7 @@ impl OtlpReceiver {
         Arc<mcpwatch::telemetry::Telemetry>,
         opentelemetry_sdk::trace::SdkTracerProvider,
     ) {
-        use mcpwatch::telemetry::export::{BoundedSpanProcessor, ExportCounters};
+        use mcpwatch::testing::{BoundedSpanProcessor, ExportCounters};
         use opentelemetry::trace::TracerProvider as _;
         use opentelemetry_otlp::WithExportConfig as _;
         let exporter = opentelemetry_otlp::SpanExporter::builder()

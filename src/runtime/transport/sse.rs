@@ -32,7 +32,7 @@ type EventStream = BoxStream<'static, Result<Sse, sse_stream::Error>>;
 
 /// Settings for [`LegacySseTransport::connect`].
 #[derive(Debug, Clone)]
-pub struct SseOptions {
+pub(crate) struct SseOptions {
     /// The SSE URL (for example `http://host:3001/sse`).
     pub url: Url,
     /// Extra headers (for example `Authorization`) sent on the GET and on every POST.
@@ -45,7 +45,8 @@ pub struct SseOptions {
 
 impl SseOptions {
     /// Options for `url` with no extra headers, a 10 s connect timeout and a 16 MiB event limit.
-    pub fn new(url: Url) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(url: Url) -> Self {
         Self {
             url,
             headers: HeaderMap::new(),
@@ -58,7 +59,7 @@ impl SseOptions {
 /// Errors of the legacy SSE transport. Messages never contain header values.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum SseError {
+pub(crate) enum SseError {
     /// The HTTP request failed (connect, I/O or body error).
     #[error("SSE transport HTTP request failed: {0}")]
     Connect(#[source] reqwest::Error),
@@ -138,7 +139,7 @@ impl SseError {
 /// to be same-origin, but redirects of the POSTs follow the `reqwest::Client`'s redirect
 /// policy: use one that stays same-origin (or `Policy::none()`) when sending credentials.
 #[derive(Debug)]
-pub struct LegacySseTransport {
+pub(crate) struct LegacySseTransport {
     client: reqwest::Client,
     endpoint: Url,
     headers: HeaderMap,
@@ -149,7 +150,10 @@ pub struct LegacySseTransport {
 
 impl LegacySseTransport {
     /// Connects: GET the SSE URL, wait for the `endpoint` event (bounded by `options.connect_timeout`).
-    pub async fn connect(client: reqwest::Client, options: SseOptions) -> Result<Self, SseError> {
+    pub(crate) async fn connect(
+        client: reqwest::Client,
+        options: SseOptions,
+    ) -> Result<Self, SseError> {
         let SseOptions {
             url,
             headers,
@@ -198,7 +202,8 @@ impl LegacySseTransport {
     }
 
     /// The resolved URL that client messages are POSTed to.
-    pub fn endpoint(&self) -> &Url {
+    #[cfg(test)]
+    pub(crate) fn endpoint(&self) -> &Url {
         &self.endpoint
     }
 }
