@@ -17,13 +17,16 @@
 //! as cheap as they get. A sharded lock map (`dashmap`) takes a shard's read
 //! lock, an atomic write to a cache line every thread shares, on every call; an
 //! epoch-based map (`papaya`) reads lock-free too, but brings its own memory
-//! reclamation for writes we barely have.
+//! reclamation for writes we barely have. The maps hash with `rustc-hash`
+//! (FxHash): SipHash's flooding resistance buys nothing here, as only the first
+//! [`names::TOOL_LABEL_CAP`] tool names a caller sends are ever inserted, and
+//! it costs each lookup of a short name several times more.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use arc_swap::ArcSwap;
 use prometheus::{Histogram, HistogramVec, IntGauge};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::semconv as names;
 use crate::runtime::ErrorKind;
@@ -84,9 +87,9 @@ impl ServerMetrics {
 #[derive(Clone, Default)]
 struct OperationTable {
     /// By method, then by tool label (`""` for a request without a tool).
-    by_method: HashMap<Box<str>, HashMap<Box<str>, Arc<OperationMetrics>>>,
+    by_method: FxHashMap<Box<str>, FxHashMap<Box<str>, Arc<OperationMetrics>>>,
     /// The tools with a label of their own: at most [`names::TOOL_LABEL_CAP`].
-    named_tools: HashSet<Box<str>>,
+    named_tools: FxHashSet<Box<str>>,
 }
 
 impl OperationTable {
