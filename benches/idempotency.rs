@@ -105,7 +105,9 @@ async fn run(cli: &Cli) -> Result<()> {
     let empty = median(rounds.iter().map(|r| r.empty).collect());
     let full = median(rounds.iter().map(|r| r.full).collect());
     let ratio = median(rounds.iter().map(|r| r.full / r.empty).collect());
-    println!("median: empty {empty:.1} µs  full {full:.1} µs  paired ratio {ratio:.2} (target ≤ 1.5)");
+    println!(
+        "median: empty {empty:.1} µs  full {full:.1} µs  paired ratio {ratio:.2} (target ≤ 1.5)"
+    );
     if cli.json {
         let json = serde_json::json!({"calls": cli.calls, "fill": cli.fill, "rounds": cli.rounds,
             "empty_p50_us": empty, "full_p50_us": full, "ratio": ratio,

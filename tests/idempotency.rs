@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 use support::*;
 
@@ -61,6 +63,49 @@ async fn a_timeout_is_kept_and_a_retry_does_not_run_the_tool_again() {
     let (status, _) = agent.post("/v1/tools/call", call, &other).await;
     assert_eq!(status, 504);
     assert_eq!(stats(&agent, "demo", "slow").await["calls"], 2);
+}
+
+/// A keyed call goes on when its caller hangs up, and keeps its admission slot
+/// until it ends (so calls in flight, and the store's running entries, stay
+/// within `agent.max_in_flight`); its answer is kept for the retry.
+#[tokio::test]
+async fn a_keyed_call_whose_caller_hung_up_keeps_its_slot_and_its_answer() {
+    let config = "[agent]\nmax_in_flight = 1\nqueue_timeout = \"100ms\"\n\
+                  [servers.demo]\ntransport = \"builtin\"\n";
+    let agent = Agent::start(config, &[]).await;
+    let call = json!({"server": "demo", "tool": "sleep", "arguments": {"ms": 3000}});
+    let key = [("Idempotency-Key", "long-step")];
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let hung_up = impatient
+        .post(format!("{}/v1/tools/call", agent.api))
+        .header(key[0].0, key[0].1)
+        .json(&call)
+        .send()
+        .await;
+    assert!(hung_up.is_err_and(|e| e.is_timeout()));
+
+    let echo = json!({"server": "demo", "tool": "echo", "arguments": {"message": "x"}});
+    let (status, body) = agent.post("/v1/tools/call", echo.clone(), &[]).await;
+    assert_eq!(status, 503, "the sleep still holds the only slot: {body}");
+    assert_eq!(body["error"]["type"], "pool_exhausted");
+
+    let started = Instant::now();
+    loop {
+        let (status, body) = agent.post("/v1/tools/call", call.clone(), &key).await;
+        if status == 200 {
+            assert_eq!(answer_text(&body), "slept 3000 ms");
+            break;
+        }
+        assert_eq!(body["error"]["type"], "pool_exhausted", "{body}");
+        assert!(started.elapsed() < Duration::from_secs(15), "no answer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stats(&agent, "demo", "default").await["calls"], 1);
+    let (status, _) = agent.post("/v1/tools/call", echo, &[]).await;
+    assert_eq!(status, 200, "the slot is free again");
 }
 
 /// The demo's `stats` for the session of `(server, scope)`: its tool calls.
