@@ -19,6 +19,7 @@ EVERYTHING="$ROOT/.test-deps/node/node_modules/@modelcontextprotocol/server-ever
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 
 cargo build --release --quiet --bin mcpwatch --example raw_rmcp
+TARGET="${CARGO_TARGET_DIR:-target}/release"
 WORK="$(mktemp -d)"
 RECEIVER_PID=""
 cleanup() {
@@ -49,6 +50,7 @@ PORT="$(cat "$PORT_FILE")"
 server_entry() {
     cat <<EOF
 [servers.everything]
+transport = "stdio"
 command = "node"
 args = ["$EVERYTHING", "stdio"]
 EOF
@@ -85,6 +87,6 @@ per_call() {
 
 ARGS=(--tool echo --args '{"message":"hello"}' --calls CALLS)
 echo "== client instructions per call, stdio echo against server-everything ($N1 vs $N2 calls)"
-per_call "raw rmcp" target/release/examples/raw_rmcp "${ARGS[@]}" -- node "$EVERYTHING" stdio
-per_call "mcpwatch, telemetry off" target/release/mcpwatch bench --config "$WORK/off.toml" --server everything "${ARGS[@]}" --json
-per_call "mcpwatch, OTLP + Sentry on" target/release/mcpwatch bench --config "$WORK/on.toml" --server everything "${ARGS[@]}" --json
+per_call "raw rmcp" "$TARGET/examples/raw_rmcp" "${ARGS[@]}" -- node "$EVERYTHING" stdio
+per_call "mcpwatch, telemetry off" "$TARGET/mcpwatch" bench --config "$WORK/off.toml" --server everything "${ARGS[@]}" --json
+per_call "mcpwatch, OTLP + Sentry on" "$TARGET/mcpwatch" bench --config "$WORK/on.toml" --server everything "${ARGS[@]}" --json

@@ -65,6 +65,7 @@ pub use runtime::{
 /// beyond the library API. Not a stable interface: it changes with them.
 #[doc(hidden)]
 pub mod testing {
+    pub use crate::agent::client::CallClient;
     pub use crate::agent::remote::{AgentList, get_list};
     pub use crate::agent::{AgentState, api_router};
     pub use crate::bench::{BenchMode, BenchPlan, BenchReport, run, summarize, write_latencies};

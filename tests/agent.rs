@@ -213,6 +213,7 @@ async fn every_error_has_its_status_and_type() {
         (status, body["error"]["type"].as_str()),
         (504, Some("timeout"))
     );
+    assert_eq!(body["error"]["may_have_run"], json!(true), "{body}");
 
     let (status, body) = agent
         .post("/v1/tools/call", call("demo", "fail"), &[])
@@ -228,6 +229,7 @@ async fn every_error_has_its_status_and_type() {
         (502, Some("connect_failed")),
         "{body}"
     );
+    assert_eq!(body["error"]["may_have_run"], json!(false), "{body}");
     let (status, body) = agent
         .post("/v1/tools/call", call("broken", "echo"), &[])
         .await;
@@ -237,8 +239,13 @@ async fn every_error_has_its_status_and_type() {
         "{body}"
     );
 
-    let (status, _) = agent.get("/v1/no/such/route", &[]).await;
+    let (status, body) = agent.get("/v1/no/such/route", &[]).await;
     assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        json!({"error": {"type": "invalid_request", "may_have_run": false,
+            "message": "no such route; see GET /v1/openapi.json"}})
+    );
 }
 
 #[tokio::test]

@@ -84,6 +84,12 @@ fn assert_clear_answer(status: u16, body: &[u8], allowed: &[u16]) -> Result<(), 
     prop_assert!(message.is_some_and(|m| !m.is_empty()), "no message: {body}");
     let known = ErrorKind::ALL.iter().find(|k| k.as_str() == kind);
     prop_assert!(known.is_some(), "unknown error type: {body}");
+    prop_assert_eq!(
+        body["error"]["may_have_run"].as_bool(),
+        Some(known.unwrap().tool_may_have_run()),
+        "{}",
+        body
+    );
     // The route fallback answers 404 with `invalid_request`; everything else maps exactly.
     if status != 404 || kind != "invalid_request" {
         prop_assert_eq!(known.unwrap().http_status(), status, "{}", body);

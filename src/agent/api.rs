@@ -16,7 +16,7 @@ use super::body::JsonBody;
 use super::error::ApiError;
 use super::idempotency::Answer;
 use super::openapi;
-use super::state::AgentState;
+use super::state::{AgentState, CallTicket};
 use crate::runtime::{CallOptions, Runtime};
 
 /// The header that may carry the scope (so a load balancer can route by it).
@@ -67,7 +67,7 @@ async fn call_tool(
     headers: HeaderMap,
     JsonBody(body): JsonBody<CallBody>,
 ) -> Response {
-    let _ticket = match state.admit().await {
+    let ticket = match state.admit().await {
         Ok(ticket) => ticket,
         Err(error) => return error.into_response(),
     };
@@ -95,23 +95,35 @@ async fn call_tool(
     match key {
         None => answer_response(boxed_call(state.runtime.clone(), body, options).await),
         Some(Err(_)) => ApiError::invalid("Idempotency-Key must be visible ASCII").into_response(),
-        Some(Ok(key)) => {
-            // The same key must come with the same request (scope and timeout included).
-            let fingerprint = (
-                serde_json::to_string(&body).unwrap_or_default(),
-                options.scope.clone(),
-                options.timeout,
-            );
-            let runtime = state.runtime.clone();
-            match state
-                .idempotency
-                .run(&key, &fingerprint, boxed_call(runtime, body, options))
-                .await
-            {
-                Ok(answer) => answer_response(answer),
-                Err(error) => error.into_response(),
-            }
-        }
+        Some(Ok(key)) => idempotent_call(&state, &key, ticket, body, options).await,
+    }
+}
+
+/// A call with an `Idempotency-Key`: run once per key by the store, in a task
+/// that holds the admission slot until the call ends (also when the caller
+/// hangs up), so calls in flight stay within `agent.max_in_flight`.
+async fn idempotent_call(
+    state: &AgentState,
+    key: &str,
+    ticket: CallTicket,
+    body: CallBody,
+    options: CallOptions,
+) -> Response {
+    // The same key must come with the same request (scope and timeout included).
+    let fingerprint = (
+        serde_json::to_string(&body).unwrap_or_default(),
+        options.scope.clone(),
+        options.timeout,
+    );
+    let call = boxed_call(state.runtime.clone(), body, options);
+    let call = async move {
+        let answer = call.await;
+        drop(ticket);
+        answer
+    };
+    match state.idempotency.run(key, &fingerprint, call).await {
+        Ok(answer) => answer_response(answer),
+        Err(error) => error.into_response(),
     }
 }
 
@@ -165,27 +177,14 @@ async fn run_call(runtime: Runtime, body: CallBody, options: CallOptions) -> Ans
             // Most answers are small: one allocation, no regrowth.
             let mut bytes = Vec::with_capacity(256);
             match serde_json::to_writer(&mut bytes, &answer) {
-                Ok(()) => Answer {
-                    status: 200,
-                    body: bytes.into(),
-                    retry_after: None,
-                },
-                Err(error) => error_answer(ApiError::new(
+                Ok(()) => Answer::result(bytes),
+                Err(error) => Answer::from(ApiError::new(
                     crate::runtime::ErrorKind::ProtocolError,
                     format!("cannot encode the tool result: {error}"),
                 )),
             }
         }
-        Err(error) => error_answer(ApiError::from(error)),
-    }
-}
-
-fn error_answer(error: ApiError) -> Answer {
-    let body = json!({"error": {"type": error.kind.as_str(), "message": error.message}});
-    Answer {
-        status: error.kind.http_status(),
-        body: body.to_string().into(),
-        retry_after: error.retry_after,
+        Err(error) => Answer::from(ApiError::from(error)),
     }
 }
 
@@ -384,8 +383,8 @@ async fn openapi_document() -> Response {
 
 /// Fallback for unknown paths: a JSON 404 in the API's error shape.
 pub(crate) async fn not_found() -> Response {
-    let body = json!({"error": {"type": "invalid_request", "message": "no such route; see GET /v1/openapi.json"}});
-    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+    ApiError::invalid("no such route; see GET /v1/openapi.json")
+        .into_response_with(StatusCode::NOT_FOUND)
 }
 
 #[cfg(test)]

@@ -30,9 +30,11 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 
 /// Calls one tool, with one fixed request, through a running agent's API.
 #[derive(Debug)]
-pub(crate) struct CallClient {
+pub struct CallClient {
     addr: String,
     request: Vec<u8>,
+    /// Where the blank line ending the head starts in `request`.
+    head_end: usize,
     timeout: Duration,
     idle: Mutex<Vec<Connection>>,
 }
@@ -81,7 +83,7 @@ impl CallClient {
     /// A client posting `body` (JSON) to `{agent}/v1/tools/call`, with `token`
     /// as bearer token, each call bounded by `timeout`. `agent` is an
     /// `http://host:port` URL, optionally with a path prefix.
-    pub(crate) fn new(
+    pub fn new(
         agent: &str,
         body: &[u8],
         token: Option<&str>,
@@ -110,12 +112,14 @@ impl CallClient {
         if let Some(token) = token {
             head.push_str(&format!("authorization: Bearer {token}\r\n"));
         }
+        let head_end = head.len();
         head.push_str("\r\n");
         let mut request = head.into_bytes();
         request.extend_from_slice(body);
         Ok(CallClient {
             addr: format!("{host}:{port}"),
             request,
+            head_end,
             timeout,
             idle: Mutex::new(Vec::new()),
         })
@@ -123,26 +127,43 @@ impl CallClient {
 
     /// One call: Ok for a 2xx answer whose `result.isError` is not true, else
     /// the answer (or the transport error) as the error.
-    pub(crate) async fn call(&self) -> Result<(), String> {
-        match tokio::time::timeout(self.timeout, self.call_inner()).await {
+    pub async fn call(&self) -> Result<(), String> {
+        self.call_request(&self.request).await
+    }
+
+    /// [`CallClient::call`] with an `Idempotency-Key: key` header (the request
+    /// is then built per call).
+    pub async fn call_with_key(&self, key: &str) -> Result<(), String> {
+        let (head, rest) = self.request.split_at(self.head_end);
+        let mut request = Vec::with_capacity(self.request.len() + key.len() + 20);
+        request.extend_from_slice(head);
+        request.extend_from_slice(b"idempotency-key: ");
+        request.extend_from_slice(key.as_bytes());
+        request.extend_from_slice(b"\r\n");
+        request.extend_from_slice(rest);
+        self.call_request(&request).await
+    }
+
+    async fn call_request(&self, request: &[u8]) -> Result<(), String> {
+        match tokio::time::timeout(self.timeout, self.call_inner(request)).await {
             Ok(result) => result,
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
         }
     }
 
-    async fn call_inner(&self) -> Result<(), String> {
+    async fn call_inner(&self, request: &[u8]) -> Result<(), String> {
         let idle = self
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
         let (mut conn, answer) = match idle {
-            Some(mut conn) => match self.exchange(&mut conn).await {
+            Some(mut conn) => match self.exchange(&mut conn, request).await {
                 Ok(answer) => (conn, answer),
-                Err(Failure::Stale) => self.fresh_exchange().await?,
+                Err(Failure::Stale) => self.fresh_exchange(request).await?,
                 Err(Failure::Other(error)) => return Err(error),
             },
-            None => self.fresh_exchange().await?,
+            None => self.fresh_exchange(request).await?,
         };
         let body = &conn.buf[answer.body.clone()];
         let outcome = if (200..300).contains(&answer.status)
@@ -167,7 +188,7 @@ impl CallClient {
         outcome
     }
 
-    async fn fresh_exchange(&self) -> Result<(Connection, Answer), String> {
+    async fn fresh_exchange(&self, request: &[u8]) -> Result<(Connection, Answer), String> {
         let stream = TcpStream::connect(&self.addr)
             .await
             .map_err(|e| format!("cannot connect to {}: {e}", self.addr))?;
@@ -176,7 +197,7 @@ impl CallClient {
             stream,
             buf: Vec::with_capacity(4096),
         };
-        match self.exchange(&mut conn).await {
+        match self.exchange(&mut conn, request).await {
             Ok(answer) => Ok((conn, answer)),
             Err(Failure::Stale) => Err("the agent closed the connection".to_owned()),
             Err(Failure::Other(error)) => Err(error),
@@ -184,8 +205,8 @@ impl CallClient {
     }
 
     /// Writes the request and reads the answer into `conn.buf`.
-    async fn exchange(&self, conn: &mut Connection) -> Result<Answer, Failure> {
-        conn.stream.write_all(&self.request).await?;
+    async fn exchange(&self, conn: &mut Connection, request: &[u8]) -> Result<Answer, Failure> {
+        conn.stream.write_all(request).await?;
         conn.buf.clear();
         let head_end = loop {
             if let Some(at) = find(&conn.buf, b"\r\n\r\n") {
@@ -375,5 +396,14 @@ mod tests {
             "POST /v1/tools/call HTTP/1.1\r\nhost: 127.0.0.1:8700\r\ncontent-type: application/json\r\ncontent-length: 2\r\nauthorization: Bearer t\r\n\r\n{}"
         );
         assert!(CallClient::new("https://x", b"{}", None, Duration::from_secs(1)).is_err());
+        let client = CallClient::new("http://h:1", b"{}", None, Duration::from_secs(1)).unwrap();
+        let (head, rest) = client.request.split_at(client.head_end);
+        assert_eq!(
+            (head, rest),
+            (
+                &b"POST /v1/tools/call HTTP/1.1\r\nhost: h:1\r\ncontent-type: application/json\r\ncontent-length: 2\r\n"[..],
+                &b"\r\n{}"[..]
+            )
+        );
     }
 }

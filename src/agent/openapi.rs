@@ -8,6 +8,15 @@ use crate::runtime::ErrorKind;
 /// The document.
 pub(crate) fn document() -> Value {
     let error_types: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+    let never_ran: Vec<&str> = (ErrorKind::ALL.iter())
+        .filter(|k| !k.tool_may_have_run())
+        .map(|k| k.as_str())
+        .collect();
+    let may_have_run = format!(
+        "Whether the tool may have run at the server. false ({}): the call was refused before \
+         it could run, so a retry is safe. true: it may have run; retry with the same Idempotency-Key.",
+        never_ran.join(", ")
+    );
     let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     let ok = |description: &str, schema: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
     let scope_schema = json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[A-Za-z0-9._:@-]+$"});
@@ -21,7 +30,7 @@ pub(crate) fn document() -> Value {
             "title": "mcpwatch agent API",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Tool calls and session control through mcpwatch's pooled MCP sessions. \
-                Errors are {\"error\": {\"type\", \"message\"}}; a tool's isError result is a 200."
+                Errors are {\"error\": {\"type\", \"message\", \"may_have_run\"}}; a tool's isError result is a 200."
         },
         "servers": [{"url": "http://127.0.0.1:8700"}],
         "security": [{"bearer": []}, {}],
@@ -31,7 +40,8 @@ pub(crate) fn document() -> Value {
                 "summary": "Call a tool on a server's pooled session for the scope.",
                 "parameters": [scope_header.clone(),
                     {"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 255},
-                     "description": "A retry with the same key (and body) joins the first call or gets its stored answer."}],
+                     "description": "A retry with the same key (and body) joins the call in flight or gets its kept answer (for agent.idempotency_ttl); \
+                        after an error whose may_have_run is false, it runs the call again."}],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CallRequest"}}}},
                 "responses": {
                     "200": ok("The tool's result (check result.isError).", "CallResponse"),
@@ -141,8 +151,9 @@ pub(crate) fn document() -> Value {
                     "in_flight": {"type": "integer"}, "owned": {"type": "boolean"}, "protocol_version": {"type": "string"},
                     "mcp_session_id": {"type": "string"}, "pid": {"type": "integer"}}}}}},
                 "Closed": {"type": "object", "properties": {"closed": {"type": "integer"}}},
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["type", "message"], "properties": {
-                    "type": {"type": "string", "enum": error_types}, "message": {"type": "string"}}}}}
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["type", "message", "may_have_run"], "properties": {
+                    "type": {"type": "string", "enum": error_types}, "message": {"type": "string"},
+                    "may_have_run": {"type": "boolean", "description": may_have_run}}}}}
             }
         }
     })
