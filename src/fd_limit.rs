@@ -22,7 +22,7 @@ pub struct OpenFileLimit {
 /// equal); returns the limits before and after.
 ///
 /// ```
-/// let limit = mcpwatch::fd_limit::raise_open_file_limit().unwrap();
+/// let limit = mcpwatch::testing::raise_open_file_limit().unwrap();
 /// assert_eq!(limit.soft, limit.hard);
 /// assert!(limit.before <= limit.soft);
 /// ```
