@@ -35,15 +35,23 @@ use super::progress::ProgressCallback;
 pub struct McpRequest {
     method: Cow<'static, str>,
     params: Option<JsonObject>,
+    /// `params.name` of a `tools/call`, read once (labels, spans and the retry
+    /// policy ask for it several times per request).
+    tool: Option<Box<str>>,
 }
 
 impl McpRequest {
     /// A request of `method` with `params` (sent as written; a `_meta` in them is
     /// kept, and the runtime adds its trace context and progress token to it).
     pub fn new(method: impl Into<Cow<'static, str>>, params: Option<JsonObject>) -> McpRequest {
+        let method = method.into();
+        let tool = (method == "tools/call")
+            .then(|| params.as_ref()?.get("name")?.as_str().map(Box::from))
+            .flatten();
         McpRequest {
-            method: method.into(),
+            method,
             params,
+            tool,
         }
     }
 
@@ -59,10 +67,7 @@ impl McpRequest {
 
     /// The tool a `tools/call` calls (`params.name`).
     pub fn tool(&self) -> Option<&str> {
-        if self.method != "tools/call" {
-            return None;
-        }
-        self.params.as_ref()?.get("name")?.as_str()
+        self.tool.as_deref()
     }
 
     /// The tool's arguments, for a `tools/call` (payload capture).
