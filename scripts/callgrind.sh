@@ -7,6 +7,7 @@
 # Instruction counts do not drift with the machine's load, so one run is enough.
 #
 # Usage: scripts/callgrind.sh [N1 N2]      (default 300 1300)
+# MCPWATCH_BIN=path measures another mcpwatch build (an A/B against an older commit).
 # Needs: valgrind, a release build (built here), .test-deps (scripts/install-test-deps.sh).
 set -euo pipefail
 
@@ -20,6 +21,7 @@ command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install va
 
 cargo build --release --quiet --bin mcpwatch --example raw_rmcp
 TARGET="${CARGO_TARGET_DIR:-target}/release"
+MCPWATCH="${MCPWATCH_BIN:-$TARGET/mcpwatch}"
 WORK="$(mktemp -d)"
 RECEIVER_PID=""
 cleanup() {
@@ -88,5 +90,5 @@ per_call() {
 ARGS=(--tool echo --args '{"message":"hello"}' --calls CALLS)
 echo "== client instructions per call, stdio echo against server-everything ($N1 vs $N2 calls)"
 per_call "raw rmcp" "$TARGET/examples/raw_rmcp" "${ARGS[@]}" -- node "$EVERYTHING" stdio
-per_call "mcpwatch, telemetry off" "$TARGET/mcpwatch" bench --config "$WORK/off.toml" --server everything "${ARGS[@]}" --json
-per_call "mcpwatch, OTLP + Sentry on" "$TARGET/mcpwatch" bench --config "$WORK/on.toml" --server everything "${ARGS[@]}" --json
+per_call "mcpwatch, telemetry off" "$MCPWATCH" bench --config "$WORK/off.toml" --server everything "${ARGS[@]}" --json
+per_call "mcpwatch, OTLP + Sentry on" "$MCPWATCH" bench --config "$WORK/on.toml" --server everything "${ARGS[@]}" --json

@@ -139,7 +139,23 @@ async fn checkout_healthy(
     scope: &str,
 ) -> Result<(Arc<Session>, Checkout), Error> {
     let (session, checkout) = pool.acquire(entry, scope).await?;
-    if !session.take_suspect() || healthy(pool, &session).await {
+    if !session.take_suspect() {
+        return Ok((session, checkout));
+    }
+    // The rare path is boxed: inline, its futures (a whole health-check request)
+    // would make every call's future twice as large, and it is moved on every call.
+    Box::pin(replace_if_unhealthy(pool, entry, scope, session, checkout)).await
+}
+
+/// Pings a suspect session; one that does not answer is retired and replaced.
+async fn replace_if_unhealthy(
+    pool: &Arc<Pool>,
+    entry: &Arc<ServerEntry>,
+    scope: &str,
+    session: Arc<Session>,
+    checkout: Checkout,
+) -> Result<(Arc<Session>, Checkout), Error> {
+    if healthy(pool, &session).await {
         return Ok((session, checkout));
     }
     drop(checkout);
@@ -176,7 +192,11 @@ pub(crate) async fn send(
             detail: "the session was closed".to_owned(),
         }),
     };
-    let outcome = settle_session(pool, session, outcome).await;
+    let outcome = match outcome {
+        Ok(result) => Ok(result),
+        // Boxed for the same reason: the common path carries no failure handling.
+        Err(error) => Box::pin(settle_session(pool, session, error)).await,
+    };
     record.finish(&outcome);
     outcome
 }
@@ -185,9 +205,8 @@ pub(crate) async fn send(
 async fn settle_session(
     pool: &Arc<Pool>,
     session: &Arc<Session>,
-    outcome: Result<McpResult, Error>,
+    error: Error,
 ) -> Result<McpResult, Error> {
-    let Err(error) = outcome else { return outcome };
     match error.kind() {
         ErrorKind::TransportClosed => {
             session.settle_exit().await;
