@@ -115,7 +115,8 @@ impl Pool {
     ) -> Result<(Arc<Session>, Checkout), Error> {
         let claim = match self.try_claim(entry, scope)? {
             Some(claim) => claim,
-            None => self.wait_for_room(entry, scope).await?,
+            // Boxed: the rare wait would otherwise enlarge every call's future.
+            None => Box::pin(self.wait_for_room(entry, scope)).await?,
         };
         let slot = claim.checkout.slot();
         if claim.created {
@@ -123,7 +124,12 @@ impl Pool {
             let span = spans::initialize(entry.span_target(scope));
             self.spawn_open(entry.clone(), Arc::from(scope), slot.clone(), span);
         }
-        Ok((slot.ready().await?, claim.checkout))
+        let session = match slot.opened() {
+            Some(session) => session,
+            // Boxed: waiting for an open is rare, and would enlarge every call's future.
+            None => Box::pin(slot.ready()).await?,
+        };
+        Ok((session, claim.checkout))
     }
 
     /// Checks out the slot of `(entry, scope)`, evicting the least recently used

@@ -75,6 +75,11 @@ impl Slot {
         self.state.send_replace(SlotState::Failed(error));
     }
 
+    /// The session, if it has opened.
+    pub(crate) fn opened(&self) -> Option<Arc<Session>> {
+        self.session.get().cloned()
+    }
+
     /// The session, once its open has finished (the open's error if it failed).
     pub(crate) async fn ready(&self) -> Result<Arc<Session>, Error> {
         if let Some(session) = self.session.get() {
