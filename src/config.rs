@@ -51,6 +51,8 @@ pub struct Config {
     pub pool: PoolConfig,
     /// Traces, metrics export and Sentry.
     pub telemetry: TelemetryConfig,
+    /// Gateway mode: MCP served on the main listener (`/mcp/{server}`).
+    pub gateway: GatewayConfig,
     /// The MCP servers, by name.
     pub servers: BTreeMap<String, ServerConfig>,
 }
@@ -80,6 +82,31 @@ pub struct AgentConfig {
     /// How long an `Idempotency-Key` answer is kept.
     #[serde(with = "humantime_serde")]
     pub idempotency_ttl: Duration,
+}
+
+/// `[gateway]`: mcpwatch as a streamable-HTTP MCP server in front of its
+/// servers (DESIGN §10, docs/gateway.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Serve `/mcp/{server}` and `/scopes/{scope}/mcp/{server}`.
+    pub enabled: bool,
+    /// The servers on the aggregate endpoint `/mcp` (`*`: every server).
+    pub expose: Vec<String>,
+    /// Downstream sessions at once; past it `initialize` gets HTTP 503.
+    pub max_sessions: usize,
+    /// A downstream session unused this long ends (`idle_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub session_idle_ttl: Duration,
+    /// Interval of the keep-alive comments on an SSE answer or GET stream.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    /// HMAC key of downstream session ids (shared by replicas); random at start when unset.
+    pub session_key: Option<Secret>,
+    /// Origins accepted besides the listener's own (requests without `Origin` pass).
+    pub allowed_origins: Vec<String>,
+    /// Host names accepted; when set, the Host check applies on any listener.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `[log]`.

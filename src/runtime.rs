@@ -33,6 +33,7 @@ mod scope;
 mod server;
 mod server_requests;
 mod session;
+mod upstream;
 pub(crate) mod transport;
 
 use std::collections::BTreeMap;
@@ -66,6 +67,9 @@ use operations::Target;
 use pool::Pool;
 use server::ServerEntry;
 use transport::Connector;
+pub(crate) use call::SessionUse;
+pub(crate) use upstream::{NotificationSink, ServerHello, UpstreamNotification};
+use upstream::UpstreamEvents;
 
 /// Options of one call.
 #[derive(Clone, Default)]
@@ -222,6 +226,7 @@ struct Inner {
     config: Config,
     telemetry: Arc<Telemetry>,
     warm_pending: Arc<AtomicUsize>,
+    events: Arc<UpstreamEvents>,
 }
 
 impl Drop for Inner {
@@ -261,6 +266,7 @@ impl Runtime {
             http: transport::http::shared_client()?,
             tracker: tracker.clone(),
         };
+        let events = Arc::new(UpstreamEvents::default());
         let servers: BTreeMap<String, Arc<ServerEntry>> = config
             .servers
             .iter()
@@ -272,6 +278,7 @@ impl Runtime {
                         spec,
                         &config.pool,
                         telemetry.clone(),
+                        events.clone(),
                     )),
                 )
             })
@@ -297,6 +304,7 @@ impl Runtime {
                 config,
                 telemetry,
                 warm_pending,
+                events,
             }),
         })
     }
@@ -350,6 +358,40 @@ impl Runtime {
         let target = self.pooled(server, options.scope.as_deref())?;
         let handle = options.handle();
         Ok(target.request(request, options.timeout, &handle).await?.0)
+    }
+
+    /// [`Runtime::request`], also saying how the session was used (the gateway
+    /// marks a result on a session that replaced a lost one).
+    pub(crate) async fn request_with_use(
+        &self,
+        server: &str,
+        request: &McpRequest,
+        options: &CallOptions,
+    ) -> Result<(McpResult, SessionUse)> {
+        let target = self.pooled(server, options.scope.as_deref())?;
+        target
+            .request(request, options.timeout, &options.handle())
+            .await
+    }
+
+    /// The server's last `initialize` answer; when the server was never
+    /// reached, opens the pooled session of `scope` first.
+    pub(crate) async fn hello(&self, server: &str, scope: &str) -> Result<Arc<ServerHello>> {
+        let entry = self.inner.pool.server(server)?;
+        if let Some(hello) = entry.hello.get() {
+            return Ok(hello);
+        }
+        drop(self.session(server, Some(scope)).await?);
+        entry.hello.get().ok_or_else(|| Error::InitializeFailed {
+            server: server.to_owned(),
+            detail: "the session opened without an initialize answer".to_owned(),
+        })
+    }
+
+    /// Sends every server notification to `sink` as well; false if a sink was
+    /// already set (there is one gateway per runtime).
+    pub(crate) fn set_notification_sink(&self, sink: NotificationSink) -> bool {
+        self.inner.events.set_sink(sink)
     }
 
     /// Every tool of `server` (all pages), through the scope's pooled session.
@@ -459,7 +501,7 @@ impl Runtime {
 
     /// Where a pooled request of `(server, scope)` goes.
     fn pooled<'a>(&'a self, server: &str, scope: Option<&'a str>) -> Result<Target<'a>> {
-        let scope = validate_scope(scope)?;
+        let scope = scope::validate_any_scope(scope)?;
         let entry = self.entry(server)?;
         Ok(Target::Pooled {
             pool: &self.inner.pool,
@@ -480,7 +522,7 @@ impl Runtime {
     /// # Ok(()) }
     /// ```
     pub async fn session(&self, server: &str, scope: Option<&str>) -> Result<SessionLease> {
-        let scope = validate_scope(scope)?;
+        let scope = scope::validate_any_scope(scope)?;
         let entry = self.entry(server)?;
         let (session, pin) = self.inner.pool.acquire(entry, scope).await?;
         Ok(SessionLease::new(session, pin, self.inner.pool.clone()))
@@ -529,14 +571,14 @@ impl Runtime {
     /// Closes the scope's pooled sessions on every server (`scope_closed`);
     /// returns how many closed.
     pub async fn close_scope(&self, scope: &str) -> Result<usize> {
-        let scope = validate_scope(Some(scope))?;
+        let scope = scope::validate_any_scope(Some(scope))?;
         let sessions = self.inner.pool.take_pooled(|_, s| s == scope);
         Ok(self.close_all(sessions, CloseReason::ScopeClosed).await)
     }
 
     /// Closes the pooled session of `(server, scope)` (`explicit`); returns 0 or 1.
     pub async fn close_session(&self, server: &str, scope: &str) -> Result<usize> {
-        let scope = validate_scope(Some(scope))?;
+        let scope = scope::validate_any_scope(Some(scope))?;
         self.entry(server)?;
         let sessions = self
             .inner

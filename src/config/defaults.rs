@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::{
-    AgentConfig, BreakerConfig, DEMO_SERVER, ElicitationPolicy, JwtAlgorithm, Lifecycle, LogConfig,
+    AgentConfig, BreakerConfig, DEMO_SERVER, ElicitationPolicy, GatewayConfig, JwtAlgorithm, Lifecycle, LogConfig,
     LogFormat, OAuthConfig, OAuthGrant, OtlpConfig, OtlpProtocol, PoolConfig, RetryConfig,
     SamplingPolicy, SentryConfig, ServerConfig, TelemetryConfig,
 };
@@ -23,6 +23,21 @@ impl Default for AgentConfig {
             queue_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(30),
             idempotency_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            enabled: true,
+            expose: vec!["*".to_owned()],
+            max_sessions: 10_000,
+            session_idle_ttl: Duration::from_secs(600),
+            keepalive_interval: Duration::from_secs(15),
+            session_key: None,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

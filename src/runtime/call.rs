@@ -40,13 +40,18 @@ const SUSPECT_PING_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) struct SessionUse {
     pub(crate) reused: bool,
     pub(crate) age: Duration,
+    /// The session's first call, on a session that replaced one lost to a
+    /// failure: the server's state for the scope is gone.
+    pub(crate) recovered: bool,
 }
 
 impl SessionUse {
     pub(crate) fn of(session: &Session) -> SessionUse {
+        let reused = session.calls() > 0;
         SessionUse {
-            reused: session.calls() > 0,
+            reused,
             age: session.age(),
+            recovered: session.recovered && !reused,
         }
     }
 }

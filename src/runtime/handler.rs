@@ -32,6 +32,7 @@ use serde_json::{Map, Value};
 
 use super::request::McpRequest;
 use super::server_requests::ServerRequestRoutes;
+use super::upstream::UpstreamEvents;
 use crate::config::{ElicitationPolicy, Lifecycle, SamplingPolicy, ServerConfig};
 use crate::telemetry::Telemetry;
 use crate::telemetry::events::{NotificationReceived, ServerRequestAnswered};
@@ -55,20 +56,26 @@ const SAMPLING_DECLINED: i32 = -1;
 #[derive(Debug, Clone)]
 pub(crate) struct McpClient {
     server: Arc<str>,
+    /// The scope of the session this handler serves.
+    scope: Arc<str>,
     info: ClientConfig,
     sampling: SamplingPolicy,
     elicitation: ElicitationPolicy,
     telemetry: Arc<Telemetry>,
     /// The routes of the session's requests in flight, for the server's own requests.
     routes: Arc<ServerRequestRoutes>,
+    /// Where notifications go besides logs and metrics (the gateway).
+    events: Arc<UpstreamEvents>,
 }
 
 impl McpClient {
     pub(crate) fn new(
         server: Arc<str>,
+        scope: Arc<str>,
         spec: &ServerConfig,
         telemetry: Arc<Telemetry>,
         routes: Arc<ServerRequestRoutes>,
+        events: Arc<UpstreamEvents>,
     ) -> McpClient {
         let info = ClientConfig::new(
             capabilities(spec),
@@ -77,20 +84,24 @@ impl McpClient {
         .with_protocol_version(OFFERED_PROTOCOL_VERSION);
         McpClient {
             server,
+            scope,
             info,
             sampling: spec.sampling,
             elicitation: spec.elicitation,
             telemetry,
             routes,
+            events,
         }
     }
 
-    fn notified(&self, method: &'static str) {
+    /// Counts a notification and hands it to the gateway, if one listens.
+    fn notified(&self, method: &'static str, params: impl FnOnce() -> Value) {
         NotificationReceived {
             server: &self.server,
             method,
         }
         .emit(&self.telemetry);
+        self.events.emit(&self.server, &self.scope, method, params);
     }
 
     /// Hands `request` to the caller in flight that routes server requests, if
@@ -113,6 +124,11 @@ impl McpClient {
         }
         .emit(&self.telemetry);
     }
+}
+
+/// A notification's params as JSON (they came as JSON; this cannot fail).
+fn to_json(params: &impl serde::Serialize) -> Value {
+    serde_json::to_value(params).unwrap_or(Value::Null)
 }
 
 fn unexpected_answer(method: &str) -> ErrorData {
@@ -251,6 +267,14 @@ impl ClientHandler for McpClient {
         &self,
         _context: RequestContext<RoleClient>,
     ) -> Result<ListRootsResult, ErrorData> {
+        const METHOD: &str = "roots/list";
+        let request = ServerRequest::ListRootsRequest(Default::default());
+        if let Some(answer) = self.forwarded(METHOD, request).await {
+            return match answer? {
+                ClientResult::ListRootsResult(result) => Ok(result),
+                _ => Err(unexpected_answer(METHOD)),
+            };
+        }
         // Not advertised: a server asking anyway learns there are none.
         self.answered("roots/list", "unsupported");
         Err(ErrorData::new(
@@ -265,22 +289,22 @@ impl ClientHandler for McpClient {
         params: CancelledNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        self.notified("notifications/cancelled");
+        self.notified("notifications/cancelled", || to_json(&params));
         tracing::debug!(mcp.server.name = %self.server, request_id = ?params.request_id, reason = ?params.reason, "the server cancelled a request");
     }
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        self.notified("notifications/tools/list_changed");
+        self.notified("notifications/tools/list_changed", || Value::Object(Map::new()));
         tracing::debug!(mcp.server.name = %self.server, "the server's tool list changed");
     }
 
     async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        self.notified("notifications/resources/list_changed");
+        self.notified("notifications/resources/list_changed", || Value::Object(Map::new()));
         tracing::debug!(mcp.server.name = %self.server, "the server's resource list changed");
     }
 
     async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        self.notified("notifications/prompts/list_changed");
+        self.notified("notifications/prompts/list_changed", || Value::Object(Map::new()));
         tracing::debug!(mcp.server.name = %self.server, "the server's prompt list changed");
     }
 
@@ -289,7 +313,7 @@ impl ClientHandler for McpClient {
         params: ResourceUpdatedNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        self.notified("notifications/resources/updated");
+        self.notified("notifications/resources/updated", || to_json(&params));
         tracing::debug!(mcp.server.name = %self.server, uri = %params.uri, "a resource changed");
     }
 
@@ -299,7 +323,7 @@ impl ClientHandler for McpClient {
         params: LoggingMessageNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        self.notified("notifications/message");
+        self.notified("notifications/message", || to_json(&params));
         let logger = params.logger.as_deref().unwrap_or("");
         let data = params.data.to_string();
         match params.level {

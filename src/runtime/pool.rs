@@ -240,7 +240,7 @@ impl Pool {
         span: McpSpan,
     ) -> Result<Arc<Session>, Error> {
         let started = Instant::now();
-        let connected = self.connector.connect(entry).await;
+        let connected = self.connector.connect(entry, &scope).await;
         match connected {
             Ok(connection) => {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);

@@ -34,6 +34,18 @@ pub fn validate_scope(scope: Option<&str>) -> Result<&str, Error> {
     Ok(scope)
 }
 
+/// The prefix of a gateway session's scope, `~s:{session id}` (DESIGN §10).
+/// Named scopes cannot take it: `~` is not in their alphabet.
+pub(crate) const SESSION_SCOPE_PREFIX: &str = "~s:";
+
+/// Like [`validate_scope`], also accepting a gateway session scope.
+pub(crate) fn validate_any_scope(scope: Option<&str>) -> Result<&str, Error> {
+    match scope.and_then(|s| s.strip_prefix(SESSION_SCOPE_PREFIX)) {
+        Some(id) => validate_scope(Some(id)).and(scope.ok_or_else(|| invalid("no scope"))),
+        None => validate_scope(scope),
+    }
+}
+
 fn invalid(message: &str) -> Error {
     Error::InvalidRequest {
         message: message.to_owned(),

@@ -1,5 +1,6 @@
 //! Per-server state: its config, breaker, metric handles and pooled sessions.
 
+use super::upstream::{HelloCell, LostScopes, UpstreamEvents};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -28,6 +29,12 @@ pub(crate) struct ServerEntry {
     pub(crate) oauth: Option<Arc<ServerOAuth>>,
     pub(crate) metrics: ServerMetrics,
     pub(crate) telemetry: Arc<Telemetry>,
+    /// The server's last `initialize` answer.
+    pub(crate) hello: HelloCell,
+    /// Scopes whose session ended by a failure, until their next open.
+    pub(crate) lost: LostScopes,
+    /// Where the server's notifications go besides logs and metrics.
+    pub(crate) events: Arc<UpstreamEvents>,
     /// Pooled sessions by scope (opening ones included), each holding its unit
     /// of the pool's capacity.
     slots: Mutex<SlotMap>,
@@ -39,6 +46,7 @@ impl ServerEntry {
         spec: &ServerConfig,
         pool: &PoolConfig,
         telemetry: Arc<Telemetry>,
+        events: Arc<UpstreamEvents>,
     ) -> ServerEntry {
         let kind = spec.transport_kind();
         let max_sessions = spec
@@ -91,6 +99,9 @@ impl ServerEntry {
                 }),
             metrics,
             telemetry,
+            hello: HelloCell::default(),
+            lost: LostScopes::default(),
+            events,
             slots: Mutex::new(SlotMap::default()),
         }
     }

@@ -122,6 +122,8 @@ pub(crate) struct Session {
     pub(crate) owned: bool,
     pub(crate) peer: Peer<RoleClient>,
     pub(crate) protocol_version: String,
+    /// Opened to replace a session of its scope lost to a failure.
+    pub(crate) recovered: bool,
     /// Routes progress notifications to this session's requests.
     pub(crate) progress: Arc<ProgressRouter>,
     /// Routes the server's own requests to the caller in flight.
@@ -163,6 +165,7 @@ impl Session {
         connection: Connection,
     ) -> Session {
         let peer = connection.service.peer().clone();
+        let recovered = !owned && server.lost.take(&scope);
         Session {
             id,
             server,
@@ -170,6 +173,7 @@ impl Session {
             owned,
             peer,
             protocol_version: connection.protocol_version,
+            recovered,
             progress: connection.progress,
             server_requests: connection.server_requests,
             service: Mutex::new(Some(connection.service)),
@@ -336,6 +340,9 @@ impl Session {
         grace: Duration,
         span: &McpSpan,
     ) -> CloseOutcome {
+        if !self.owned && matches!(reason, CloseReason::ServerExit | CloseReason::Error) {
+            self.server.lost.mark(&self.scope);
+        }
         let started = Instant::now();
         let service = self.service.lock().ok().and_then(|mut s| s.take());
         if let Some(service) = service

@@ -12,6 +12,7 @@ mod rmcp_text;
 pub(crate) mod sse;
 pub(crate) mod stdio;
 
+use super::upstream::ServerHello;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,15 +61,21 @@ pub(crate) struct Connector {
 
 impl Connector {
     /// Opens and initializes one session to the server.
-    pub(crate) async fn connect(&self, entry: &ServerEntry) -> Result<Connection, Error> {
+    pub(crate) async fn connect(
+        &self,
+        entry: &ServerEntry,
+        scope: &Arc<str>,
+    ) -> Result<Connection, Error> {
         let (server, spec) = (&entry.name, &entry.spec);
         let deadline = spec.connect_timeout;
         let server_requests = Arc::new(ServerRequestRoutes::default());
         let handler = McpClient::new(
             server.clone(),
+            scope.clone(),
             spec,
             entry.telemetry.clone(),
             server_requests.clone(),
+            entry.events.clone(),
         );
         let counter = entry
             .telemetry
@@ -89,6 +96,9 @@ impl Connector {
             .peer_info()
             .map(|info| info.protocol_version.to_string())
             .unwrap_or_default();
+        if let Some(info) = service.peer_info() {
+            entry.hello.set(ServerHello::of(&info));
+        }
         let accepted = match spec.lifecycle {
             Lifecycle::Discover => protocol_version == DISCOVER_PROTOCOL_VERSION.as_str(),
             Lifecycle::Initialize => {
