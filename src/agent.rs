@@ -80,6 +80,7 @@ pub struct AgentReport {
 /// The API router (with auth, request ids and the JSON 404), for `state`.
 pub fn api_router(state: AgentState) -> Router {
     api::router()
+        .merge(crate::gateway::endpoint::router())
         .fallback(api::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), request))
         .with_state(state)
@@ -115,6 +116,11 @@ pub async fn serve(
         api: api_listener.local_addr().map_err(AgentError::Serve)?,
         admin: admin_listener.local_addr().map_err(AgentError::Serve)?,
     };
+    // The gateway's own origin is the address actually bound (port 0 resolved).
+    let config = &AgentConfig {
+        listen: bound.api,
+        ..config.clone()
+    };
     let state = AgentState::new(runtime.clone(), config);
     let stop = CancellationToken::new();
     // TCP_NODELAY: answers go out at once rather than waiting on Nagle's algorithm.
@@ -122,9 +128,12 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
     });
     let api = tokio::spawn(
-        axum::serve(api_listener, api_router(state.clone()))
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .into_future(),
+        axum::serve(
+            api_listener,
+            api_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.clone().cancelled_owned())
+        .into_future(),
     );
     let admin = tokio::spawn(
         axum::serve(admin_listener, admin_router(state.clone()))
@@ -146,6 +155,10 @@ pub async fn serve(
             in_flight = state.in_flight(),
             "drain timeout passed with calls still in flight"
         );
+    }
+    if let Some(gateway) = &state.gateway {
+        let ended = gateway.shutdown();
+        tracing::debug!(ended, "gateway sessions ended");
     }
     stop.cancel();
     let runtime_report = runtime.shutdown(RUNTIME_SHUTDOWN_DEADLINE).await;

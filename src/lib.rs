@@ -49,6 +49,7 @@ mod bench;
 pub mod config;
 pub mod demo;
 mod fd_limit;
+mod gateway;
 mod runtime;
 pub mod telemetry;
 

@@ -33,8 +33,8 @@ mod scope;
 mod server;
 mod server_requests;
 mod session;
-mod upstream;
 pub(crate) mod transport;
+mod upstream;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -63,13 +63,13 @@ pub use session::{CloseReason, SessionInfo};
 use crate::config::{Config, ConfigError};
 use crate::telemetry::{Metrics, MetricsError, Telemetry};
 use breaker::Verdict;
+pub(crate) use call::SessionUse;
 use operations::Target;
 use pool::Pool;
 use server::ServerEntry;
 use transport::Connector;
-pub(crate) use call::SessionUse;
-pub(crate) use upstream::{NotificationSink, ServerHello, UpstreamNotification};
 use upstream::UpstreamEvents;
+pub(crate) use upstream::{NotificationSink, ServerHello, UpstreamNotification};
 
 /// Options of one call.
 #[derive(Clone, Default)]
@@ -386,6 +386,11 @@ impl Runtime {
             server: server.to_owned(),
             detail: "the session opened without an initialize answer".to_owned(),
         })
+    }
+
+    /// The runtime's telemetry (the gateway records its own spans with it).
+    pub(crate) fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.inner.telemetry
     }
 
     /// Sends every server notification to `sink` as well; false if a sink was

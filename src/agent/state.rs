@@ -9,6 +9,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use super::error::ApiError;
 use super::idempotency::IdempotencyStore;
 use crate::config::{AgentConfig, Secret};
+use crate::gateway::Gateway;
 use crate::runtime::{ErrorKind, Runtime};
 
 /// Shared state of the API and admin routers.
@@ -18,6 +19,8 @@ pub struct AgentState {
     pub(crate) token: Option<Secret>,
     pub(crate) max_body_bytes: usize,
     pub(crate) idempotency: Arc<IdempotencyStore>,
+    /// The MCP gateway (`gateway.enabled`).
+    pub(crate) gateway: Option<Arc<Gateway>>,
     slots: Arc<Semaphore>,
     queue_timeout: Duration,
     draining: Arc<AtomicBool>,
@@ -28,7 +31,18 @@ pub struct AgentState {
 impl AgentState {
     /// State for `runtime` with the `[agent]` settings.
     pub fn new(runtime: Runtime, config: &AgentConfig) -> AgentState {
+        let gateway = runtime
+            .config()
+            .gateway
+            .enabled
+            .then(|| Gateway::start(runtime.clone(), config.listen))
+            .and_then(|started| {
+                started
+                    .map_err(|e| tracing::error!("the gateway cannot start: {e}"))
+                    .ok()
+            });
         AgentState {
+            gateway,
             runtime,
             token: config.token.clone().filter(|t| !t.is_empty()),
             max_body_bytes: config.max_body_bytes,

@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::{
-    AgentConfig, BreakerConfig, DEMO_SERVER, ElicitationPolicy, GatewayConfig, JwtAlgorithm, Lifecycle, LogConfig,
-    LogFormat, OAuthConfig, OAuthGrant, OtlpConfig, OtlpProtocol, PoolConfig, RetryConfig,
-    SamplingPolicy, SentryConfig, ServerConfig, TelemetryConfig,
+    AgentConfig, BreakerConfig, DEMO_SERVER, ElicitationPolicy, GatewayConfig, JwtAlgorithm,
+    Lifecycle, LogConfig, LogFormat, OAuthConfig, OAuthGrant, OtlpConfig, OtlpProtocol, PoolConfig,
+    RetryConfig, SamplingPolicy, SentryConfig, ServerConfig, TelemetryConfig,
 };
 
 impl Default for AgentConfig {

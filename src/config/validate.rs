@@ -474,6 +474,33 @@ pub(super) fn warnings(config: &Config) -> Vec<ConfigProblem> {
     warnings
 }
 
+/// `[gateway]`: sane limits and a usable session key.
+fn check_gateway(gateway: &super::GatewayConfig, problem: &mut impl FnMut(String, String)) {
+    if gateway.max_sessions == 0 {
+        problem("gateway.max_sessions".into(), "must be at least 1".into());
+    }
+    if gateway.session_idle_ttl < Duration::from_secs(1) {
+        problem(
+            "gateway.session_idle_ttl".into(),
+            "must be at least 1s".into(),
+        );
+    }
+    if gateway.keepalive_interval < Duration::from_millis(100) {
+        problem(
+            "gateway.keepalive_interval".into(),
+            "must be at least 100ms".into(),
+        );
+    }
+    if let Some(key) = &gateway.session_key
+        && key.expose().len() < 16
+    {
+        problem(
+            "gateway.session_key".into(),
+            "must be at least 16 bytes (every replica needs the same key)".into(),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,32 +531,5 @@ mod tests {
         assert!(http_url("http://127.0.0.1:1/mcp").is_ok());
         assert!(http_url("ftp://x/").is_err());
         assert!(http_url("not a url").is_err());
-    }
-}
-
-/// `[gateway]`: sane limits and a usable session key.
-fn check_gateway(gateway: &super::GatewayConfig, problem: &mut impl FnMut(String, String)) {
-    if gateway.max_sessions == 0 {
-        problem("gateway.max_sessions".into(), "must be at least 1".into());
-    }
-    if gateway.session_idle_ttl < Duration::from_secs(1) {
-        problem(
-            "gateway.session_idle_ttl".into(),
-            "must be at least 1s".into(),
-        );
-    }
-    if gateway.keepalive_interval < Duration::from_millis(100) {
-        problem(
-            "gateway.keepalive_interval".into(),
-            "must be at least 100ms".into(),
-        );
-    }
-    if let Some(key) = &gateway.session_key
-        && key.expose().len() < 16
-    {
-        problem(
-            "gateway.session_key".into(),
-            "must be at least 16 bytes (every replica needs the same key)".into(),
-        );
     }
 }

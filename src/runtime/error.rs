@@ -254,6 +254,8 @@ pub enum Error {
         code: i32,
         /// The server's message.
         message: String,
+        /// The error's `data`, as the server sent it.
+        data: Option<serde_json::Value>,
     },
     /// The server broke the protocol (unexpected or malformed response).
     #[error("{server}: protocol error: {detail}")]
@@ -357,6 +359,7 @@ mod tests {
                 server: "s".into(),
                 code,
                 message: "m".into(),
+                data: None,
             };
             assert_eq!(error.kind(), kind, "code {code}");
         }

@@ -294,17 +294,23 @@ impl ClientHandler for McpClient {
     }
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        self.notified("notifications/tools/list_changed", || Value::Object(Map::new()));
+        self.notified("notifications/tools/list_changed", || {
+            Value::Object(Map::new())
+        });
         tracing::debug!(mcp.server.name = %self.server, "the server's tool list changed");
     }
 
     async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        self.notified("notifications/resources/list_changed", || Value::Object(Map::new()));
+        self.notified("notifications/resources/list_changed", || {
+            Value::Object(Map::new())
+        });
         tracing::debug!(mcp.server.name = %self.server, "the server's resource list changed");
     }
 
     async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        self.notified("notifications/prompts/list_changed", || Value::Object(Map::new()));
+        self.notified("notifications/prompts/list_changed", || {
+            Value::Object(Map::new())
+        });
         tracing::debug!(mcp.server.name = %self.server, "the server's prompt list changed");
     }
 

@@ -338,6 +338,7 @@ pub(crate) fn classify_service_error(
                 server: server_name,
                 code: data.code.0,
                 message: data.message.to_string(),
+                data: data.data,
             },
         },
         ServiceError::TransportSend(transport) => {

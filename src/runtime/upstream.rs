@@ -43,7 +43,10 @@ impl HelloCell {
 
     /// The latest hello, if a session of the server ever opened.
     pub(crate) fn get(&self) -> Option<Arc<ServerHello>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 

@@ -37,6 +37,14 @@ pub struct Metrics {
     pub(crate) pool_capacity: IntGaugeVec,
     pub(crate) notifications: IntCounterVec,
     pub(crate) server_requests: IntCounterVec,
+    /// Gateway requests served, by server, method, tool and error.
+    pub(crate) gateway_operation_duration: HistogramVec,
+    /// Downstream session lifetimes, by server and reason.
+    pub(crate) gateway_session_duration: HistogramVec,
+    /// Downstream sessions open, by server.
+    pub(crate) gateway_sessions_active: IntGaugeVec,
+    /// Downstream sessions closed, by server and reason.
+    pub(crate) gateway_sessions_closed: IntCounterVec,
     /// Telemetry items dropped (full queue, rate limit), by `signal`.
     pub telemetry_dropped: IntCounterVec,
     /// Failed telemetry exports, by `signal`.
@@ -157,6 +165,33 @@ impl Metrics {
                 "Requests from MCP servers (sampling, elicitation, roots), by method and the policy's answer.",
                 &[server, names::LABEL_METHOD, names::LABEL_OUTCOME],
             )?,
+            gateway_operation_duration: histogram(
+                names::GATEWAY_OPERATION_DURATION,
+                "Duration of MCP requests served by the gateway to its clients.",
+                &[
+                    server,
+                    names::LABEL_METHOD,
+                    names::LABEL_TOOL,
+                    names::LABEL_ERROR_TYPE,
+                ],
+                &OPERATION_BUCKETS,
+            )?,
+            gateway_session_duration: histogram(
+                names::GATEWAY_SESSION_DURATION,
+                "Lifetime of the gateway's downstream MCP sessions.",
+                &[server, names::LABEL_REASON],
+                &SESSION_BUCKETS,
+            )?,
+            gateway_sessions_active: gauge(
+                names::GATEWAY_SESSIONS_ACTIVE,
+                "Downstream MCP sessions open on the gateway.",
+                &[server],
+            )?,
+            gateway_sessions_closed: counter(
+                names::GATEWAY_SESSIONS_CLOSED,
+                "Downstream MCP sessions closed, by reason.",
+                &[server, names::LABEL_REASON],
+            )?,
             telemetry_dropped: counter(
                 names::TELEMETRY_DROPPED,
                 "Telemetry items dropped instead of buffered without limit (spans: export queue full; sentry: queue full or rate limited).",
@@ -195,6 +230,24 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
         Ok(metrics)
+    }
+
+    /// The gateway families of `server` at 0 (DESIGN §10: present from the start).
+    pub(crate) fn for_gateway_server(&self, server: &str) {
+        self.gateway_sessions_active
+            .with_label_values(&[server])
+            .set(0);
+        for reason in names::GATEWAY_CLOSE_REASONS {
+            self.gateway_sessions_closed
+                .with_label_values(&[server, reason])
+                .inc_by(0);
+            let _ = self
+                .gateway_session_duration
+                .with_label_values(&[server, reason]);
+        }
+        let _ = self
+            .gateway_operation_duration
+            .with_label_values(&[server, "tools/call", "", ""]);
     }
 
     /// The registry, for callers that add their own metrics (the agent does).

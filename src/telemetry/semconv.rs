@@ -30,6 +30,18 @@ pub(crate) const BUILD_INFO: &str = "mcpwatch_build_info";
 pub(crate) const NOTIFICATIONS: &str = "mcp_client_notifications_total";
 /// Requests from servers (sampling, elicitation, roots) and how the policy answered.
 pub(crate) const SERVER_REQUESTS: &str = "mcp_client_server_requests_total";
+/// Histogram: gateway requests served to MCP clients (DESIGN §10).
+pub(crate) const GATEWAY_OPERATION_DURATION: &str = "mcp_server_operation_duration_seconds";
+/// Histogram: lifetime of downstream (gateway) sessions, by close reason.
+pub(crate) const GATEWAY_SESSION_DURATION: &str = "mcp_server_session_duration_seconds";
+/// Gauge: downstream (gateway) sessions open.
+pub(crate) const GATEWAY_SESSIONS_ACTIVE: &str = "mcpwatch_gateway_sessions_active";
+/// Counter: downstream (gateway) sessions closed, by reason.
+pub(crate) const GATEWAY_SESSIONS_CLOSED: &str = "mcpwatch_gateway_sessions_closed_total";
+/// Why a downstream session ends: `DELETE`, idle past `gateway.session_idle_ttl`, or shutdown.
+pub(crate) const GATEWAY_CLOSE_REASONS: [&str; 3] = ["deleted", "idle_timeout", "shutdown"];
+/// Attribute: the downstream client's address (gateway SERVER spans).
+pub(crate) const ATTR_CLIENT_ADDRESS: &str = "client.address";
 
 /// Telemetry items dropped, by signal.
 pub(crate) const TELEMETRY_DROPPED: &str = "mcpwatch_telemetry_dropped_total";

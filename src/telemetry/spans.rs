@@ -145,6 +145,11 @@ impl McpSpan {
         Some(meta)
     }
 
+    /// The span's context, to make it the parent of the spans under it.
+    pub(crate) fn context(&self) -> Option<&Context> {
+        self.0.as_ref()
+    }
+
     /// The span's trace id (32 hex characters), if it is recorded.
     pub(crate) fn trace_id(&self) -> Option<String> {
         let context = self.0.as_ref()?;
@@ -218,6 +223,57 @@ pub(crate) fn request(
         attributes.push(KeyValue::new(semconv::ATTR_SESSION_ID, id));
     }
     McpSpan::start(tracer, name, SpanKind::Client, attributes)
+}
+
+/// The SERVER span of one gateway request (`tools/call echo`, `initialize`, ...),
+/// a child of the client's `_meta.traceparent` when it sent one.
+pub(crate) fn gateway_request(
+    tracer: Option<&SdkTracer>,
+    server: &str,
+    method: &str,
+    tool: Option<&str>,
+    parent: Option<Context>,
+    attributes: impl FnOnce() -> Vec<KeyValue>,
+) -> McpSpan {
+    let Some(tracer) = tracer else {
+        return McpSpan::none();
+    };
+    let mut all = attributes();
+    all.push(KeyValue::new(semconv::ATTR_SERVER_NAME, server.to_owned()));
+    all.push(KeyValue::new(semconv::ATTR_METHOD, method.to_owned()));
+    let name = match tool {
+        Some(tool) => {
+            all.push(KeyValue::new(semconv::ATTR_TOOL, tool.to_owned()));
+            format!("{method} {tool}")
+        }
+        None => format!("{method} {server}"),
+    };
+    let parent = parent.unwrap_or_else(parent_context);
+    let span = tracer
+        .span_builder(name)
+        .with_kind(SpanKind::Server)
+        .with_attributes(all)
+        .start_with_context(tracer, &parent);
+    McpSpan(Some(parent.with_span(span)))
+}
+
+/// The trace context a client sent in a request's `_meta` (`traceparent`,
+/// `tracestate`), when valid.
+pub(crate) fn context_from_meta(meta: &serde_json::Value) -> Option<Context> {
+    use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
+    struct MetaExtractor<'a>(&'a serde_json::Value);
+    impl Extractor for MetaExtractor<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(serde_json::Value::as_str)
+        }
+        fn keys(&self) -> Vec<&str> {
+            vec!["traceparent", "tracestate"]
+        }
+    }
+    meta.get("traceparent")?;
+    let context =
+        opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&MetaExtractor(meta));
+    context.span().span_context().is_valid().then_some(context)
 }
 
 /// The CLIENT span of a session's `initialize`.

@@ -63,7 +63,13 @@ fn pool_of(config: &Config) -> Arc<Pool> {
         .servers
         .iter()
         .map(|(name, spec)| {
-            let entry = ServerEntry::new(name, spec, &config.pool, telemetry.clone());
+            let entry = ServerEntry::new(
+                name,
+                spec,
+                &config.pool,
+                telemetry.clone(),
+                Default::default(),
+            );
             (name.clone(), Arc::new(entry))
         })
         .collect();
