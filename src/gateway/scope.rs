@@ -98,16 +98,28 @@ pub(crate) fn meta_scope(params: Option<&Map<String, Value>>) -> Result<Option<&
     })
 }
 
+/// The per-request keys of 2026-07-28 (SEP-2575): they describe the client's
+/// request to the gateway, not the gateway's session upstream.
+const PER_REQUEST_KEYS: [&str; 4] = [
+    "io.modelcontextprotocol/protocolVersion",
+    "io.modelcontextprotocol/clientInfo",
+    "io.modelcontextprotocol/clientCapabilities",
+    "io.modelcontextprotocol/logLevel",
+];
+
 /// Prepares `params._meta` for forwarding: strips `mcpwatch/*` keys, the
-/// client's trace context (the gateway's span context replaces it) and the
-/// progress token (the runtime sends its own and maps progress back).
+/// 2026-07-28 per-request keys, the client's trace context (the gateway's
+/// span context replaces it) and the progress token (the runtime sends its
+/// own and maps progress back).
 /// Returns the client's progress token.
 pub(crate) fn prepare_meta(params: &mut Option<Map<String, Value>>) -> Option<Value> {
     let params = params.as_mut()?;
     let Some(Value::Object(meta)) = params.get_mut("_meta") else {
         return None;
     };
-    meta.retain(|key, _| !key.starts_with(META_PREFIX));
+    meta.retain(|key, _| {
+        !key.starts_with(META_PREFIX) && !PER_REQUEST_KEYS.contains(&key.as_str())
+    });
     meta.remove("traceparent");
     meta.remove("tracestate");
     let token = meta.remove("progressToken");
@@ -169,7 +181,8 @@ mod tests {
     fn forwarded_meta_keeps_only_what_is_not_ours() {
         let mut params = json!({"name": "echo", "_meta": {
             "mcpwatch/scope": "t1", "mcpwatch/x": 1, "traceparent": "00-a-b-01",
-            "progressToken": 7, "vendor/key": "kept"}})
+            "progressToken": 7, "vendor/key": "kept",
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28"}})
         .as_object()
         .cloned();
         assert_eq!(meta_scope(params.as_ref()).unwrap(), Some("t1"));

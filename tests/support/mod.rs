@@ -5,6 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fake_mcp;
+pub mod mcp_http;
 pub mod proxy;
 pub mod receivers;
 

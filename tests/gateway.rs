@@ -1,0 +1,585 @@
+//! Gateway mode (DESIGN §10) over the wire: a real agent process, real
+//! upstreams (the builtin demo, the demo as a stdio child), a raw
+//! streamable-HTTP client that sees every header and message. The SDK
+//! clients (Python, TypeScript, langchain-mcp-adapters) run in
+//! tests/gateway_clients.rs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use serde_json::{Value, json};
+use support::Agent;
+use support::mcp_http::McpHttp;
+
+const BUILTIN: &str = "[servers.demo]\ntransport = \"builtin\"\n";
+
+fn stdio_demo() -> String {
+    format!(
+        "[servers.demo]\ntransport = \"stdio\"\ncommand = \"{}\"\nargs = [\"demo-server\", \"--stdio\"]\n",
+        support::mcpwatch_bin()
+    )
+}
+
+/// The value of the sample `name{labels}` in a Prometheus text page (0 when absent).
+fn sample(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    page.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn metric(agent: &Agent, name: &str, labels: &[(&str, &str)]) -> f64 {
+    sample(&agent.admin("/metrics").await.1, name, labels)
+}
+
+async fn upstream_sessions(agent: &Agent) -> usize {
+    agent.get("/v1/sessions", &[]).await.1["sessions"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+fn url(agent: &Agent, path: &str) -> String {
+    format!("{}{path}", agent.api)
+}
+
+#[tokio::test]
+async fn a_session_calls_tools_with_progress_over_sse_and_delete_ends_it() {
+    let agent = Agent::start(BUILTIN, &[]).await;
+    let mut client = McpHttp::new(url(&agent, "/mcp/demo"));
+    let init = client.initialize("2025-06-18", json!({})).await;
+    assert_eq!(init.status, 200);
+    let result = &init.answer()["result"];
+    assert_eq!(
+        result["protocolVersion"], "2025-06-18",
+        "the client's version is spoken"
+    );
+    assert_eq!(result["serverInfo"]["name"], "mcpwatch/demo");
+    assert!(result["capabilities"]["tools"].is_object(), "{result}");
+    assert!(result["instructions"].as_str().unwrap().contains("demo"));
+    let id = client.session.clone().expect("Mcp-Session-Id");
+    assert_eq!(id.len(), 40);
+
+    let echo = client.call(1, "echo", json!({"message": "hi"})).await;
+    assert!(!echo.sse, "a fast answer is plain JSON");
+    assert_eq!(echo.text(), "hi");
+
+    let slow = client
+        .request(
+            2,
+            "tools/call",
+            json!({"name": "sleep", "arguments": {"ms": 300}, "_meta": {"progressToken": "tok-1"}}),
+        )
+        .await;
+    assert!(slow.sse, "an answer later than 100 ms comes as SSE");
+    let progress: Vec<&Value> = slow
+        .messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert!(!progress.is_empty(), "{:?}", slow.messages);
+    assert!(
+        progress
+            .iter()
+            .all(|p| p["params"]["progressToken"] == "tok-1"),
+        "tokens mapped back"
+    );
+    assert_eq!(slow.answer()["id"], 2);
+    assert_eq!(slow.text(), "slept 300 ms");
+
+    let sessions = agent.get("/v1/sessions", &[]).await.1;
+    assert_eq!(
+        sessions["sessions"][0]["scope"],
+        format!("~s:{id}"),
+        "no named scope: the session's own"
+    );
+    assert_eq!(
+        metric(
+            &agent,
+            "mcpwatch_gateway_sessions_active",
+            &[("mcp_server", "demo")]
+        )
+        .await,
+        1.0
+    );
+
+    assert_eq!(client.delete().await, 200);
+    let after = client.call(3, "echo", json!({"message": "again"})).await;
+    assert_eq!(after.status, 404, "an ended session is gone");
+    support::eventually_async(
+        Duration::from_secs(5),
+        "the session scope closes with its session",
+        || async { upstream_sessions(&agent).await == 0 },
+    )
+    .await;
+    assert_eq!(
+        metric(
+            &agent,
+            "mcpwatch_gateway_sessions_active",
+            &[("mcp_server", "demo")]
+        )
+        .await,
+        0.0
+    );
+    assert_eq!(
+        metric(
+            &agent,
+            "mcpwatch_gateway_sessions_closed_total",
+            &[("reason", "deleted")]
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(client.delete().await, 404, "a second DELETE finds nothing");
+}
+
+#[tokio::test]
+async fn a_named_scope_outlives_session_per_call_clients_and_scopes_stay_apart() {
+    let agent = Agent::start(BUILTIN, &[]).await;
+    let per_call = |scope: &str| McpHttp::new(url(&agent, "/mcp/demo")).with_scope(scope);
+    let mut seen = Vec::new();
+    for scope in ["t1", "t1", "t1", "t2", "t1"] {
+        let mut client = per_call(scope);
+        assert_eq!(client.initialize("2025-11-25", json!({})).await.status, 200);
+        seen.push(client.call(1, "counter", json!({})).await.text());
+        assert_eq!(client.delete().await, 200);
+    }
+    assert_eq!(seen, ["1", "2", "3", "1", "4"]);
+    // The path form names the same scope.
+    let mut by_path = McpHttp::new(url(&agent, "/scopes/t2/mcp/demo"));
+    by_path.initialize("2025-11-25", json!({})).await;
+    assert_eq!(by_path.call(1, "counter", json!({})).await.text(), "2");
+    assert_eq!(
+        metric(
+            &agent,
+            "mcp_client_sessions_opened_total",
+            &[("mcp_server", "demo")]
+        )
+        .await,
+        2.0,
+        "two named scopes, two upstream sessions, whatever the downstream sessions"
+    );
+    assert_eq!(
+        upstream_sessions(&agent).await,
+        2,
+        "named scopes outlive DELETE"
+    );
+    // Sources that disagree: -32602.
+    let clash = by_path
+        .clone()
+        .with_scope("t1")
+        .call(2, "counter", json!({}))
+        .await;
+    assert_eq!(
+        clash.answer()["error"]["code"],
+        -32602,
+        "{:?}",
+        clash.messages
+    );
+    let meta = by_path
+        .request(
+            3,
+            "tools/call",
+            json!({"name": "counter", "_meta": {"mcpwatch/scope": "t9"}}),
+        )
+        .await;
+    assert_eq!(meta.answer()["error"]["code"], -32602);
+    let reserved = per_call("~s:forged").call(4, "counter", json!({})).await;
+    assert_eq!(
+        reserved.status, 400,
+        "no session: refused before the scope is read"
+    );
+}
+
+#[tokio::test]
+async fn the_stateless_revision_needs_no_session() {
+    let agent = Agent::start(BUILTIN, &[]).await;
+    let client = McpHttp::new(url(&agent, "/mcp/demo")).with_scope("thread-9");
+    let discover = client
+        .post_raw(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {}})
+                .to_string()
+                .into_bytes(),
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "server/discover"),
+            ],
+        )
+        .await;
+    let result = &discover.answer()["result"];
+    assert!(
+        result["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-07-28")),
+        "{result}"
+    );
+    assert!(result["capabilities"]["tools"].is_object());
+    let call = |name: &'static str, header_name: &'static str| {
+        let client = client.clone();
+        async move {
+            let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+                "name": name, "arguments": {},
+                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                          "io.modelcontextprotocol/clientCapabilities": {}}}});
+            client
+                .post_raw(
+                    body.to_string().into_bytes(),
+                    &[
+                        ("mcp-protocol-version", "2026-07-28"),
+                        ("mcp-method", "tools/call"),
+                        ("mcp-name", header_name),
+                    ],
+                )
+                .await
+        }
+    };
+    assert_eq!(call("counter", "counter").await.text(), "1");
+    assert_eq!(
+        call("counter", "counter").await.text(),
+        "2",
+        "the named scope keeps state"
+    );
+    let mismatch = call("counter", "echo").await;
+    assert_eq!(mismatch.status, 400);
+    assert_eq!(mismatch.answer()["error"]["code"], -32020);
+    let encoded = call("counter", "=?base64?Y291bnRlcg==?=").await;
+    assert_eq!(encoded.text(), "3", "a Base64-wrapped Mcp-Name is decoded");
+    let legacy = client.call(3, "counter", json!({})).await;
+    assert_eq!(
+        legacy.status, 400,
+        "a session revision request without a session"
+    );
+}
+
+#[tokio::test]
+async fn hostile_requests_get_clear_errors_and_no_panic() {
+    let agent = Agent::start(BUILTIN, &[]).await;
+    let mut client = McpHttp::new(url(&agent, "/mcp/demo"));
+    client.initialize("2025-06-18", json!({})).await;
+    let cases: Vec<(Vec<u8>, u16, i64)> = vec![
+        (b"{".to_vec(), 400, -32700),
+        (
+            format!("{}{}", "[".repeat(500), "]".repeat(500)).into_bytes(),
+            400,
+            -32700,
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#.to_vec(),
+            400,
+            -32600,
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":{"x":1},"method":"ping"}"#.to_vec(),
+            400,
+            -32600,
+        ),
+        (
+            format!(
+                r#"{{"jsonrpc":"2.0","id":"{}","method":"ping"}}"#,
+                "x".repeat(5000)
+            )
+            .into_bytes(),
+            400,
+            -32600,
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":7,"method":"notifications/cancelled"}"#.to_vec(),
+            400,
+            -32600,
+        ),
+        (
+            br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#.to_vec(),
+            400,
+            -32600,
+        ),
+    ];
+    for (body, status, code) in cases {
+        let reply = client.post_raw(body.clone(), &[]).await;
+        assert_eq!(
+            reply.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&body[..body.len().min(80)])
+        );
+        assert_eq!(reply.answer()["error"]["code"], code);
+    }
+    let unknown = client.request(8, "no/such/method", json!({})).await;
+    assert_eq!(
+        unknown.answer()["error"]["code"],
+        -32601,
+        "the upstream's own error passes through"
+    );
+    let no_server = McpHttp::new(url(&agent, "/mcp/nope"))
+        .request(1, "ping", json!({}))
+        .await;
+    assert_eq!(no_server.status, 404);
+    let mut forged = client.clone();
+    forged.session = Some("A".repeat(40));
+    assert_eq!(forged.call(1, "echo", json!({})).await.status, 404);
+    let foreign = client
+        .post_raw(
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.to_vec(),
+            &[("origin", "http://evil.example")],
+        )
+        .await;
+    assert_eq!(foreign.status, 403);
+    let rebinding = client
+        .post_raw(
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.to_vec(),
+            &[("host", "evil.example:80")],
+        )
+        .await;
+    assert_eq!(rebinding.status, 403);
+    let huge = client.post_raw(vec![b' '; 5 * 1024 * 1024], &[]).await;
+    assert_eq!(huge.status, 413);
+    // Batches: only on 2025-03-26, at most 32, duplicates refused.
+    let mut old = McpHttp::new(url(&agent, "/mcp/demo"));
+    old.initialize("2025-03-26", json!({})).await;
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "a"}}},
+        {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "ping"}]);
+    let answers = old.post(batch).await;
+    let answers = answers.answer().as_array().cloned().unwrap();
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    assert!(answers.iter().any(|a| a["error"]["code"] == -32600));
+    assert!(
+        answers
+            .iter()
+            .any(|a| a["result"]["content"][0]["text"] == "a")
+    );
+    let too_many: Vec<Value> = (0..33)
+        .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "ping"}))
+        .collect();
+    assert_eq!(old.post(Value::Array(too_many)).await.status, 400);
+    assert_eq!(
+        client
+            .call(9, "echo", json!({"message": "still"}))
+            .await
+            .text(),
+        "still"
+    );
+}
+
+#[tokio::test]
+async fn runtime_failures_are_typed_errors_and_a_recovered_session_says_so() {
+    let config = format!("{}call_timeout = \"300ms\"\n", stdio_demo());
+    let agent = Agent::start(&config, &[]).await;
+    let mut client = McpHttp::new(url(&agent, "/mcp/demo")).with_scope("r1");
+    client.initialize("2025-11-25", json!({})).await;
+    let timeout = client.call(1, "sleep", json!({"ms": 2000})).await;
+    assert_eq!(
+        timeout.answer()["error"]["code"],
+        -32001,
+        "{:?}",
+        timeout.messages
+    );
+    assert_eq!(timeout.error_type(), "timeout");
+    assert_eq!(timeout.answer()["error"]["data"]["may_have_run"], true);
+    assert_eq!(timeout.answer()["error"]["data"]["server"], "demo");
+    let failed = client.call(2, "fail", json!({"message": "no"})).await;
+    assert_eq!(
+        failed.answer()["result"]["isError"],
+        true,
+        "isError results pass through"
+    );
+    assert_eq!(client.call(3, "counter", json!({})).await.text(), "1");
+    let crashed = client.call(4, "crash", json!({})).await;
+    assert_eq!(
+        crashed.error_type(),
+        "transport_closed",
+        "{:?}",
+        crashed.messages
+    );
+    assert_eq!(crashed.answer()["error"]["code"], -32010);
+    let next = client.call(5, "counter", json!({})).await;
+    assert_eq!(next.text(), "1", "a fresh upstream session");
+    assert_eq!(
+        next.answer()["result"]["_meta"]["mcpwatch/session_recovered"],
+        true,
+        "{:?}",
+        next.messages
+    );
+    let after = client.call(6, "counter", json!({})).await;
+    assert!(
+        after.answer()["result"]["_meta"]
+            .get("mcpwatch/session_recovered")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn cancellation_reaches_exactly_the_named_upstream_request() {
+    let agent = Agent::start(&stdio_demo(), &[]).await;
+    let mut client = McpHttp::new(url(&agent, "/mcp/demo")).with_scope("c1");
+    client.initialize("2025-11-25", json!({})).await;
+    // notifications/cancelled names request 7 while 8 runs too.
+    let slow = |id: i64| {
+        let client = client.clone();
+        tokio::spawn(async move { client.call(id, "sleep", json!({"ms": 3000})).await })
+    };
+    let (seven, eight) = (slow(7), slow(8));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ack = client
+        .post(json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}}))
+        .await;
+    assert_eq!(ack.status, 202);
+    let started = Instant::now();
+    let seven = seven.await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "7 ends at once");
+    assert_eq!(seven.error_type(), "cancelled", "{:?}", seven.messages);
+    assert_eq!(
+        eight.await.unwrap().text(),
+        "slept 3000 ms",
+        "8 runs to the end"
+    );
+    let stats: Value =
+        serde_json::from_str(&client.call(9, "stats", json!({})).await.text()).unwrap();
+    assert_eq!(
+        stats["cancelled"], 1,
+        "the upstream saw exactly one cancellation: {stats}"
+    );
+
+    // A client that hangs up mid-call (2025-11-25, SSE answer) cancels its request.
+    let hang_up = client.clone();
+    let call = tokio::spawn(async move { hang_up.call(10, "sleep", json!({"ms": 5000})).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    call.abort();
+    support::eventually_async(
+        Duration::from_secs(5),
+        "the upstream sees the disconnect as cancellation",
+        || async {
+            let stats = client.call(11, "stats", json!({})).await.text();
+            serde_json::from_str::<Value>(&stats).unwrap()["cancelled"] == 2
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sessions_that_never_delete_end_by_idle_timeout_and_everything_returns() {
+    let config = format!(
+        "[pool]\nmax_sessions = 2500\n{BUILTIN}max_sessions = 2500\n[gateway]\nsession_idle_ttl = \"2s\"\nmax_sessions = 2500\n"
+    );
+    let agent = Agent::start(&config, &[]).await;
+    // No keep-alive: the client's own connections must not count as the agent's fds.
+    let base = McpHttp::new(url(&agent, "/mcp/demo")).without_keepalive();
+    let fds_before = support::fds_of(agent.child.id());
+    let answers: Vec<String> = futures::stream::iter(0..2000)
+        .map(|_| {
+            let mut client = base.clone();
+            async move {
+                client.initialize("2025-11-25", json!({})).await;
+                let reply = client.call(1, "echo", json!({"message": "x"})).await;
+                match reply.text().as_str() {
+                    "x" => "x".to_owned(),
+                    _ => format!("{} {:?}", reply.status, reply.messages),
+                }
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let failed: Vec<&String> = answers.iter().filter(|t| *t != "x").collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
+    support::eventually_async(
+        Duration::from_secs(30),
+        "every session idles out",
+        || async { metric(&agent, "mcpwatch_gateway_sessions_active", &[]).await == 0.0 },
+    )
+    .await;
+    assert_eq!(
+        metric(
+            &agent,
+            "mcpwatch_gateway_sessions_closed_total",
+            &[("reason", "idle_timeout")]
+        )
+        .await,
+        2000.0
+    );
+    support::eventually_async(
+        Duration::from_secs(20),
+        "their session scopes close upstream",
+        || async { upstream_sessions(&agent).await == 0 },
+    )
+    .await;
+    support::eventually(Duration::from_secs(10), "fds return to baseline", || {
+        support::fds_of(agent.child.id()) <= fds_before + 5
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn past_max_sessions_initialize_gets_503() {
+    let agent = Agent::start(&format!("{BUILTIN}[gateway]\nmax_sessions = 2\n"), &[]).await;
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let mut client = McpHttp::new(url(&agent, "/mcp/demo"));
+        assert_eq!(client.initialize("2025-11-25", json!({})).await.status, 200);
+        clients.push(client);
+    }
+    let mut third = McpHttp::new(url(&agent, "/mcp/demo"));
+    assert_eq!(third.initialize("2025-11-25", json!({})).await.status, 503);
+    assert_eq!(clients[0].delete().await, 200);
+    assert_eq!(third.initialize("2025-11-25", json!({})).await.status, 200);
+}
+
+#[tokio::test]
+async fn the_gateway_keeps_the_token_and_refuses_when_off() {
+    let agent = Agent::start(&format!("[agent]\ntoken = \"s3cret\"\n{BUILTIN}"), &[]).await;
+    let mut client = McpHttp::new(url(&agent, "/mcp/demo"));
+    assert_eq!(client.initialize("2025-11-25", json!({})).await.status, 401);
+    client
+        .headers
+        .push(("authorization".into(), "Bearer s3cret".into()));
+    assert_eq!(client.initialize("2025-11-25", json!({})).await.status, 200);
+    let off = Agent::start(&format!("{BUILTIN}[gateway]\nenabled = false\n"), &[]).await;
+    let mut client = McpHttp::new(url(&off, "/mcp/demo"));
+    assert_eq!(client.initialize("2025-11-25", json!({})).await.status, 404);
+}
+
+#[tokio::test]
+async fn set_level_is_per_session_and_get_opens_a_stream_only_with_a_session() {
+    let agent = Agent::start(BUILTIN, &[]).await;
+    let mut client = McpHttp::new(url(&agent, "/mcp/demo")).with_scope("logs");
+    client.initialize("2025-11-25", json!({})).await;
+    let level = client
+        .request(1, "logging/setLevel", json!({"level": "warning"}))
+        .await;
+    assert_eq!(level.answer()["result"], json!({}));
+    let bad = client
+        .request(2, "logging/setLevel", json!({"level": "loud"}))
+        .await;
+    assert_eq!(bad.answer()["error"]["code"], -32602);
+    let get = client
+        .http
+        .get(&client.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", client.session.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 200);
+    assert!(
+        get.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let no_session = client.http.get(&client.url).send().await.unwrap();
+    assert_eq!(no_session.status(), 405);
+}
