@@ -478,7 +478,7 @@ fn promtool_unit_tests_pass_and_show_every_alert_firing_and_quiet() {
         .iter()
         .filter_map(|r| r["alert"].as_str().map(str::to_owned))
         .collect();
-    assert_eq!(alerts.len(), 9, "{alerts:?}");
+    assert_eq!(alerts.len(), 10, "{alerts:?}");
     for alert in &alerts {
         assert!(
             fires.contains(alert),
@@ -515,6 +515,7 @@ fn every_alert_has_severity_summary_description_and_a_runbook_section() {
         "MCPSessionsPilingUp",
         "MCPWatchFileDescriptorsGrowing",
         "MCPWatchDown",
+        "MCPWatchGatewaySessionsPileUp",
     ];
     let rules = shipped_rules();
     for name in issue_alerts {
@@ -770,6 +771,29 @@ fn dashboards_follow_the_conventions() {
         "process_resident_memory_bytes",
     ] {
         assert!(exprs.contains(needle), "the overview lacks {needle}");
+    }
+
+    // Both dashboards show the gateway (issue 13).
+    for (file, dashboard) in &all {
+        let exprs: String = panels(dashboard)
+            .iter()
+            .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+            .map(|t| t["expr"].as_str().unwrap().to_owned() + "\n")
+            .collect();
+        for needle in [
+            "mcpwatch_gateway_sessions_active",
+            "mcpwatch_gateway_sessions_closed_total",
+            "reason=\"idle_timeout\"",
+            "mcp_server_operation_duration_seconds_count",
+            "histogram_quantile(0.99, sum by (mcp_method_name, le) (rate(mcp_server_operation_duration_seconds_bucket",
+            "histogram_quantile(0.99, sum by (reason, le) (rate(mcp_server_session_duration_seconds_bucket",
+        ] {
+            assert!(
+                exprs.contains(needle),
+                "{} lacks the gateway's {needle}",
+                file.display()
+            );
+        }
     }
 }
 
@@ -1656,8 +1680,8 @@ fn shortened_alerts(rules: &str) -> String {
             out.push('\n');
         }
     }
-    assert_eq!(labels, 12, "every alert has labels");
-    assert_eq!(fors, 11, "every alert but MCPSessionUnclosed waits");
+    assert_eq!(labels, 13, "every alert has labels");
+    assert_eq!(fors, 12, "every alert but MCPSessionUnclosed waits");
     out
 }
 
@@ -1740,7 +1764,7 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
             .flat_map(|g| g["rules"].as_array().unwrap().clone())
             .collect();
         let bad: Vec<&Value> = rules.iter().filter(|r| r["health"] != "ok").collect();
-        if bad.is_empty() && rules.len() == 19 + 12 {
+        if bad.is_empty() && rules.len() == 20 + 13 {
             break rules.len();
         }
         assert!(
