@@ -21,15 +21,22 @@ class ScenarioFailed(Exception):
     """A scenario saw something other than what it expects; the message says what."""
 
 
-def parse_args(description: str, scenarios: Iterable[str], default_timeout: float = 30.0,
-               extra: Any = None) -> argparse.Namespace:
+def parse_args(
+    description: str, scenarios: Iterable[str], default_timeout: float = 30.0, extra: Any = None
+) -> argparse.Namespace:
     """The drivers' common flags: --url, --scope, --scenario, --timeout (plus `extra(parser)`)."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--url", required=True, help="streamable-HTTP MCP endpoint, e.g. http://127.0.0.1:8800/mcp")
+    parser.add_argument(
+        "--url", required=True, help="streamable-HTTP MCP endpoint, e.g. http://127.0.0.1:8800/mcp"
+    )
     parser.add_argument("--scope", help=f"sent as the {SCOPE_HEADER} header on every request")
     parser.add_argument("--scenario", required=True, choices=sorted(scenarios))
-    parser.add_argument("--timeout", type=float, default=default_timeout,
-                        help=f"seconds for the whole scenario (default {default_timeout:g})")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=default_timeout,
+        help=f"seconds for the whole scenario (default {default_timeout:g})",
+    )
     if extra is not None:
         extra(parser)
     return parser.parse_args()
@@ -91,8 +98,16 @@ def counter_value(result: Any) -> int:
         raise ScenarioFailed(f"counter returned {text!r}, not a number") from error
 
 
-def canned_value(name: str, schema: dict[str, Any]) -> Any:
-    """A plausible value for one field of an elicitation's requested schema."""
+CANNED_FORMATS = {
+    "email": "canned@example.com",
+    "uri": "https://example.com/canned",
+    "date": "2026-01-01",
+    "date-time": "2026-01-01T00:00:00Z",
+}
+
+
+def first_choice(schema: dict[str, Any]) -> Any:
+    """The schema's default, else its first enum value or const, else None."""
     if "default" in schema:
         return schema["default"]
     if schema.get("enum"):
@@ -100,19 +115,27 @@ def canned_value(name: str, schema: dict[str, Any]) -> Any:
     for key in ("oneOf", "anyOf"):
         if schema.get(key) and "const" in schema[key][0]:
             return schema[key][0]["const"]
+    return None
+
+
+def canned_value(name: str, schema: dict[str, Any]) -> Any:
+    """A plausible value for one field of an elicitation's requested schema."""
+    choice = first_choice(schema)
+    if choice is not None:
+        return choice
     kind = schema.get("type")
     if kind == "array":
-        item = canned_value(name, schema.get("items", {}))
-        return [item]
+        return [canned_value(name, schema.get("items", {}))]
     if kind == "boolean":
         return True
     if kind in ("integer", "number"):
         return schema.get("minimum", 1)
-    formats = {"email": "canned@example.com", "uri": "https://example.com/canned",
-               "date": "2026-01-01", "date-time": "2026-01-01T00:00:00Z"}
-    return formats.get(schema.get("format", ""), f"canned {name}")
+    return CANNED_FORMATS.get(schema.get("format", ""), f"canned {name}")
 
 
 def canned_form(requested_schema: dict[str, Any]) -> dict[str, Any]:
     """A canned answer for every field of an elicitation's form."""
-    return {name: canned_value(name, field) for name, field in (requested_schema.get("properties") or {}).items()}
+    return {
+        name: canned_value(name, field)
+        for name, field in (requested_schema.get("properties") or {}).items()
+    }

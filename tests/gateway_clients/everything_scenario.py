@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import common
 import mcp_types as types
 from mcp import Client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-
-import common
 
 # The arguments each known tool is called with; a tool not named here gets its required
 # fields filled from its input schema (common.canned_value).
@@ -44,8 +43,11 @@ TOOL_ARGUMENTS: dict[str, dict[str, Any]] = {
     "get-structured-content": {"location": "Chicago"},
     "get-sum": {"a": 2, "b": 3},
     # A data: URI, so the server fetches nothing from the network.
-    "gzip-file-as-resource": {"name": "gateway-test.txt.gz", "data": "data:text/plain;base64,aGVsbG8gZ2F0ZXdheQ==",
-                              "outputType": "resourceLink"},
+    "gzip-file-as-resource": {
+        "name": "gateway-test.txt.gz",
+        "data": "data:text/plain;base64,aGVsbG8gZ2F0ZXdheQ==",
+        "outputType": "resourceLink",
+    },
     "trigger-long-running-operation": {"duration": 1.5, "steps": 3},
     "trigger-url-elicitation": {"url": "https://example.com/gateway-consent"},
     "trigger-sampling-request": {"prompt": "say hello", "maxTokens": 10},
@@ -61,7 +63,12 @@ EXPECTED_TEXT: dict[str, str] = {
     "get-roots-list": "file:///tmp/canned-root",
 }
 # Answers that need a server-to-client request, which 2026-07-28 has no session for.
-LEGACY_ONLY_TEXT = ("trigger-sampling-request", "trigger-elicitation-request", "trigger-url-elicitation", "get-roots-list")
+LEGACY_ONLY_TEXT = (
+    "trigger-sampling-request",
+    "trigger-elicitation-request",
+    "trigger-url-elicitation",
+    "get-roots-list",
+)
 # Called first and last (on, then off): they start the periodic log and resource-update traffic.
 TOGGLES = ("toggle-simulated-logging", "toggle-subscriber-updates")
 SUBSCRIBED_URI = "demo://resource/dynamic/text/1"
@@ -91,7 +98,10 @@ def tool_arguments(tool: types.Tool) -> dict[str, Any]:
         return TOOL_ARGUMENTS[tool.name]
     schema = tool.input_schema or {}
     properties = schema.get("properties", {})
-    return {name: common.canned_value(name, properties.get(name, {})) for name in schema.get("required", [])}
+    return {
+        name: common.canned_value(name, properties.get(name, {}))
+        for name in schema.get("required", [])
+    }
 
 
 def task_required(tool: types.Tool) -> bool:
@@ -115,13 +125,20 @@ async def all_pages(fetch: Any, items: str) -> list[Any]:
 class Everything:
     """One run of the scenario against one connected client."""
 
-    def __init__(self, client: Client, observed: Observed, progress_callback: Any, mode: str) -> None:
+    def __init__(
+        self, client: Client, observed: Observed, progress_callback: Any, mode: str
+    ) -> None:
         self.client = client
         self.observed = observed
         self.progress_callback = progress_callback
         self.legacy = client.protocol_version not in MODERN_PROTOCOL_VERSIONS
         self.failures: list[str] = []
-        self.result: dict[str, Any] = {"tools": {}, "prompts": {}, "completions": {}, "legacy_only_skipped": []}
+        self.result: dict[str, Any] = {
+            "tools": {},
+            "prompts": {},
+            "completions": {},
+            "legacy_only_skipped": [],
+        }
 
     def check(self, holds: bool, what: str) -> None:
         if not holds:
@@ -129,13 +146,17 @@ class Everything:
 
     async def call(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult | None:
         try:
-            outcome = await self.client.call_tool(name, arguments, progress_callback=self.progress_callback)
-        except Exception as error:  # noqa: BLE001 - recorded, the run goes on to the next tool
+            outcome = await self.client.call_tool(
+                name, arguments, progress_callback=self.progress_callback
+            )
+        except Exception as error:
             self.failures.append(f"tool {name}: {common.describe(error)}")
             self.result["tools"][name] = {"error": common.describe(error)}
             return None
-        self.result["tools"][name] = {"content": [block.type for block in outcome.content],
-                                      "is_error": bool(outcome.is_error)}
+        self.result["tools"][name] = {
+            "content": [block.type for block in outcome.content],
+            "is_error": bool(outcome.is_error),
+        }
         self.check(not outcome.is_error, f"tool {name} returned isError: {outcome.content!r}"[:300])
         self.check_text(name, outcome)
         return outcome
@@ -154,7 +175,9 @@ class Everything:
             if tool.name in TOGGLES:
                 continue
             if task_required(tool):
-                self.result["tools"][tool.name] = {"skipped": "taskSupport required: the mcp 2.x Client has no tasks"}
+                self.result["tools"][tool.name] = {
+                    "skipped": "taskSupport required: the mcp 2.x Client has no tasks"
+                }
                 continue
             outcome = await self.call(tool.name, tool_arguments(tool))
             if outcome is not None and tool.name == "gzip-file-as-resource":
@@ -174,7 +197,11 @@ class Everything:
     async def toggles(self) -> None:
         """Subscribe and turn on the periodic log and resource-update traffic (legacy only)."""
         if not self.legacy:
-            self.result["legacy_only_skipped"] += ["logging/setLevel", "resources/subscribe", *TOGGLES]
+            self.result["legacy_only_skipped"] += [
+                "logging/setLevel",
+                "resources/subscribe",
+                *TOGGLES,
+            ]
             return
         await self.client.set_logging_level("debug")
         await self.client.subscribe_resource(SUBSCRIBED_URI)
@@ -218,17 +245,23 @@ class Everything:
         self.check(len(listed) > 0, "no prompts listed")
 
     async def completed_arguments(self, prompt: types.Prompt) -> dict[str, str]:
-        """Fill a prompt's arguments in order, each from completion/complete given the ones before."""
+        """Fill a prompt's arguments in order, each completed given the ones before."""
         filled: dict[str, str] = {}
         for argument in prompt.arguments or []:
             ref = types.PromptReference(type="ref/prompt", name=prompt.name)
-            values = (await self.client.complete(ref, {"name": argument.name, "value": ""}, filled or None)).completion.values
+            values = (
+                await self.client.complete(
+                    ref, {"name": argument.name, "value": ""}, filled or None
+                )
+            ).completion.values
             self.result["completions"][argument.name] = values
             filled[argument.name] = values[0] if values else f"canned {argument.name}"
         return filled
 
     async def template_completion(self) -> None:
-        ref = types.ResourceTemplateReference(type="ref/resource", uri="demo://resource/dynamic/text/{resourceId}")
+        ref = types.ResourceTemplateReference(
+            type="ref/resource", uri="demo://resource/dynamic/text/{resourceId}"
+        )
         completed = await self.client.complete(ref, {"name": "resourceId", "value": "1"})
         self.result["completions"]["resourceId"] = completed.completion.values
 
@@ -253,22 +286,39 @@ class Everything:
             roots_requests=observed.roots_requests,
             log_messages=observed.log_messages,
             notifications=dict(seen),
-            list_changed={kind: seen[f"notifications/{kind}/list_changed"] > 0 for kind in ("tools", "resources", "prompts")},
+            list_changed={
+                kind: seen[f"notifications/{kind}/list_changed"] > 0
+                for kind in ("tools", "resources", "prompts")
+            },
             resource_updated=seen["notifications/resources/updated"] > 0,
         )
-        self.check(len(observed.progress) > 0, "no progress notification from trigger-long-running-operation")
+        self.check(
+            len(observed.progress) > 0,
+            "no progress notification from trigger-long-running-operation",
+        )
         if self.legacy:
             self.check(observed.sampling_requests > 0, "no sampling request reached the client")
-            self.check(observed.elicitation_requests > 0, "no elicitation request reached the client")
+            self.check(
+                observed.elicitation_requests > 0, "no elicitation request reached the client"
+            )
             self.check(observed.log_messages > 0, "no log message reached the client")
-            self.check(self.result["resource_updated"], f"no resources/updated for {SUBSCRIBED_URI}")
+            self.check(
+                self.result["resource_updated"], f"no resources/updated for {SUBSCRIBED_URI}"
+            )
         else:
-            self.result["legacy_only_skipped"] += ["sampling", "elicitation", "roots", "log messages"]
+            self.result["legacy_only_skipped"] += [
+                "sampling",
+                "elicitation",
+                "roots",
+                "log messages",
+            ]
         self.result["failures"] = self.failures
         return self.result
 
 
-async def run_everything(client: Client, observed: Observed, progress_callback: Any, mode: str) -> dict[str, Any]:
+async def run_everything(
+    client: Client, observed: Observed, progress_callback: Any, mode: str
+) -> dict[str, Any]:
     """Run the scenario; returns the result object (its `failures` list says what did not hold)."""
     run = Everything(client, observed, progress_callback, mode)
     await run.toggles()

@@ -8,7 +8,7 @@ call, DELETE). A graph (model -> ToolNode -> model) with a scripted fake chat mo
 langchain_core (no LLM, no network) runs one turn per thread in the order t1, t2, t1, t2,
 ...; each turn calls the `counter` tool once.
 
-  --interceptor  adds examples/python/langgraph_scope.py's interceptor, which sends the
+  --interceptor  adds examples/langgraph_scope.py's interceptor, which sends the
                  thread id as X-Mcpwatch-Scope on each call.
   --scope S      a static X-Mcpwatch-Scope on the connection (the interceptor overrides it).
   --rounds N     turns per thread (default 3).
@@ -16,7 +16,8 @@ langchain_core (no LLM, no network) runs one turn per thread in the order t1, t2
 Scenario `threads` (the only one): the last stdout line is one JSON object
   {"t1": [counter values], "t2": [...], "client": "langgraph", "scenario": "threads",
    "interceptor": bool, "rounds": n, "tools": [names from get_tools()],
-   "scopes_sent": {"t1": [X-Mcpwatch-Scope the interceptors set per call, null when none], "t2": [...]}}
+   "scopes_sent": {"t1": [X-Mcpwatch-Scope set by the interceptors, per call; null when none],
+                   "t2": [...]}}
 (a static --scope lives on the connection, so it shows in scopes_sent as null; get_tools()
 lists the tools in a session of its own, outside any thread, with only the static header.)
 Directly against the demo server every value is 1 (a fresh session per call); through
@@ -35,16 +36,15 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent.parent / "examples" / "python"))
+sys.path.insert(0, str(HERE.parent.parent / "examples"))
 
+import common  # noqa: E402
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel  # noqa: E402
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage  # noqa: E402
 from langchain_mcp_adapters.client import MultiServerMCPClient  # noqa: E402
 from langgraph.checkpoint.memory import InMemorySaver  # noqa: E402
 from langgraph.graph import START, MessagesState, StateGraph  # noqa: E402
 from langgraph.prebuilt import ToolNode, tools_condition  # noqa: E402
-
-import common  # noqa: E402
 from langgraph_scope import mcpwatch_scope  # noqa: E402
 
 CLIENT_NAME = "langgraph"
@@ -53,7 +53,9 @@ SERVER = "demo"
 
 
 def add_options(parser: Any) -> None:
-    parser.add_argument("--interceptor", action="store_true", help="add the thread-id scope interceptor")
+    parser.add_argument(
+        "--interceptor", action="store_true", help="add the thread-id scope interceptor"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="turns per thread (default 3)")
 
 
@@ -74,7 +76,9 @@ class ScopeRecorder:
         config = getattr(request.runtime, "config", None) or {}
         thread = config.get("configurable", {}).get("thread_id")
         if thread not in self.sent:
-            raise common.ScenarioFailed(f"tool call outside the threads (runtime {request.runtime!r})")
+            raise common.ScenarioFailed(
+                f"tool call outside the threads (runtime {request.runtime!r})"
+            )
         self.sent[thread].append((request.headers or {}).get(common.SCOPE_HEADER))
         return await handler(request)
 
@@ -98,7 +102,9 @@ def counter_in(message: BaseMessage) -> int:
     """The counter value in a ToolMessage (plain text, or text content blocks)."""
     content = message.content
     if isinstance(content, list):
-        content = "".join(block.get("text", "") if isinstance(block, dict) else str(block) for block in content)
+        content = "".join(
+            block.get("text", "") if isinstance(block, dict) else str(block) for block in content
+        )
     if getattr(message, "status", "success") == "error":
         raise common.ScenarioFailed(f"counter failed: {content!r}")
     try:
@@ -109,19 +115,27 @@ def counter_in(message: BaseMessage) -> int:
 
 async def turn(graph: Any, thread: str) -> int:
     """One turn of a thread; returns the counter value its one tool call saw."""
-    state = await graph.ainvoke({"messages": [HumanMessage("count")]}, {"configurable": {"thread_id": thread}})
+    state = await graph.ainvoke(
+        {"messages": [HumanMessage("count")]}, {"configurable": {"thread_id": thread}}
+    )
     messages = state["messages"]
     last_human = max(i for i, message in enumerate(messages) if message.type == "human")
     answers = [message for message in messages[last_human:] if message.type == "tool"]
     if len(answers) != 1:
-        raise common.ScenarioFailed(f"thread {thread}: {len(answers)} tool answers in one turn, expected 1")
+        raise common.ScenarioFailed(
+            f"thread {thread}: {len(answers)} tool answers in one turn, expected 1"
+        )
     return counter_in(answers[0])
 
 
 async def run(args: Any) -> dict[str, Any]:
     recorder = ScopeRecorder()
-    connection: dict[str, Any] = {"transport": "streamable_http", "url": args.url,
-                                  "timeout": args.timeout, "sse_read_timeout": args.timeout}
+    connection: dict[str, Any] = {
+        "transport": "streamable_http",
+        "url": args.url,
+        "timeout": args.timeout,
+        "sse_read_timeout": args.timeout,
+    }
     if args.scope:
         connection["headers"] = common.scope_headers(args.scope)
     interceptors = [mcpwatch_scope, recorder] if args.interceptor else [recorder]
@@ -131,8 +145,13 @@ async def run(args: Any) -> dict[str, Any]:
     if not counter:
         raise common.ScenarioFailed(f"no counter tool among {[tool.name for tool in tools]}")
     graph = build_graph(counter)
-    result: dict[str, Any] = {"client": CLIENT_NAME, "scenario": args.scenario, "interceptor": args.interceptor,
-                              "rounds": args.rounds, "tools": sorted(tool.name for tool in tools)}
+    result: dict[str, Any] = {
+        "client": CLIENT_NAME,
+        "scenario": args.scenario,
+        "interceptor": args.interceptor,
+        "rounds": args.rounds,
+        "tools": sorted(tool.name for tool in tools),
+    }
     seen: dict[str, list[int]] = {thread: [] for thread in THREADS}
     for _ in range(args.rounds):
         for thread in THREADS:
@@ -151,8 +170,10 @@ def main() -> None:
     try:
         result = asyncio.run(bounded())
     except TimeoutError as error:
-        common.fail(f"{CLIENT_NAME} {args.scenario} did not finish within {args.timeout:g} s", error)
-    except Exception as error:  # noqa: BLE001 - the edge: every failure becomes one line on stderr
+        common.fail(
+            f"{CLIENT_NAME} {args.scenario} did not finish within {args.timeout:g} s", error
+        )
+    except Exception as error:
         common.debug_traceback(error)
         common.fail(f"{CLIENT_NAME} {args.scenario} against {args.url}", error)
     common.emit(result)

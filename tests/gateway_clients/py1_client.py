@@ -8,8 +8,11 @@ helper instead (deprecated in 1.30, still in much user code), which takes `heade
 
 Scenarios (the last stdout line is one JSON object; exit 1 with a reason on stderr):
   basic    list tools, call echo, call counter twice
-           {"client", "helper", "protocol_version", "server_name", "tools", "echo", "counter": [a, b], "session_id"}
-  counter  call counter once: {"client", "helper", "protocol_version", "server_name", "counter": n, "session_id"}
+           {"client", "helper", "scenario", "protocol_version", "server_name", "session_id",
+            "tools", "echo", "counter": [a, b]}
+  counter  call counter once
+           {"client", "helper", "scenario", "protocol_version", "server_name", "session_id",
+            "counter": n}
 """
 
 from __future__ import annotations
@@ -23,12 +26,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import anyio  # noqa: E402
-import httpx  # noqa: E402
-from mcp import ClientSession  # noqa: E402
-from mcp.client.streamable_http import streamable_http_client, streamablehttp_client  # noqa: E402
-
-import common  # noqa: E402
+import anyio
+import common
+import httpx
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client, streamablehttp_client
 
 CLIENT_NAME = "py1"
 HELPERS = ("streamable_http_client", "streamablehttp_client")
@@ -36,8 +38,12 @@ warnings.filterwarnings("ignore", message="Use `streamable_http_client` instead.
 
 
 def add_helper(parser: Any) -> None:
-    parser.add_argument("--helper", choices=HELPERS, default=HELPERS[0],
-                        help="which transport helper of mcp 1.x to use (default streamable_http_client)")
+    parser.add_argument(
+        "--helper",
+        choices=HELPERS,
+        default=HELPERS[0],
+        help="which transport helper of mcp 1.x to use (default streamable_http_client)",
+    )
 
 
 @asynccontextmanager
@@ -45,33 +51,46 @@ async def transport(args: Any):
     """The (read, write, get_session_id) triple of the chosen helper, headers included."""
     headers = common.scope_headers(args.scope)
     if args.helper == "streamablehttp_client":
-        async with streamablehttp_client(args.url, headers=headers, timeout=args.timeout,
-                                         sse_read_timeout=args.timeout) as streams:
+        async with streamablehttp_client(
+            args.url, headers=headers, timeout=args.timeout, sse_read_timeout=args.timeout
+        ) as streams:
             yield streams
         return
     timeout = httpx.Timeout(args.timeout, read=args.timeout)
-    async with httpx.AsyncClient(headers=headers, timeout=timeout) as http:
-        async with streamable_http_client(args.url, http_client=http) as streams:
-            yield streams
+    async with (
+        httpx.AsyncClient(headers=headers, timeout=timeout) as http,
+        streamable_http_client(args.url, http_client=http) as streams,
+    ):
+        yield streams
 
 
 async def run(args: Any) -> dict[str, Any]:
-    result: dict[str, Any] = {"client": CLIENT_NAME, "helper": args.helper, "scenario": args.scenario}
-    async with transport(args) as (read, write, get_session_id):
-        async with ClientSession(read, write, read_timeout_seconds=timedelta(seconds=args.timeout)) as session:
-            initialized = await session.initialize()
-            result["protocol_version"] = str(initialized.protocolVersion)
-            result["server_name"] = initialized.serverInfo.name
-            result["session_id"] = get_session_id()
-            if args.scenario == "basic":
-                tools = await session.list_tools()
-                result["tools"] = sorted(tool.name for tool in tools.tools)
-                result["echo"] = common.text_of(await session.call_tool("echo", {"message": "hello gateway"}))
-                if result["echo"] != "hello gateway":
-                    raise common.ScenarioFailed(f"echo answered {result['echo']!r}")
-                result["counter"] = [common.counter_value(await session.call_tool("counter", {})) for _ in range(2)]
-            else:
-                result["counter"] = common.counter_value(await session.call_tool("counter", {}))
+    result: dict[str, Any] = {
+        "client": CLIENT_NAME,
+        "helper": args.helper,
+        "scenario": args.scenario,
+    }
+    async with (
+        transport(args) as (read, write, get_session_id),
+        ClientSession(read, write, read_timeout_seconds=timedelta(seconds=args.timeout)) as session,
+    ):
+        initialized = await session.initialize()
+        result["protocol_version"] = str(initialized.protocolVersion)
+        result["server_name"] = initialized.serverInfo.name
+        result["session_id"] = get_session_id()
+        if args.scenario == "basic":
+            tools = await session.list_tools()
+            result["tools"] = sorted(tool.name for tool in tools.tools)
+            result["echo"] = common.text_of(
+                await session.call_tool("echo", {"message": "hello gateway"})
+            )
+            if result["echo"] != "hello gateway":
+                raise common.ScenarioFailed(f"echo answered {result['echo']!r}")
+            result["counter"] = [
+                common.counter_value(await session.call_tool("counter", {})) for _ in range(2)
+            ]
+        else:
+            result["counter"] = common.counter_value(await session.call_tool("counter", {}))
     return result
 
 
@@ -85,8 +104,10 @@ def main() -> None:
     try:
         result = anyio.run(bounded)
     except TimeoutError as error:
-        common.fail(f"{CLIENT_NAME} {args.scenario} did not finish within {args.timeout:g} s", error)
-    except Exception as error:  # noqa: BLE001 - the edge: every failure becomes one line on stderr
+        common.fail(
+            f"{CLIENT_NAME} {args.scenario} did not finish within {args.timeout:g} s", error
+        )
+    except Exception as error:
         common.debug_traceback(error)
         common.fail(f"{CLIENT_NAME} {args.scenario} against {args.url}", error)
     common.emit(result)

@@ -7,8 +7,10 @@ back to initialize on a server that does not answer it.
 
 Scenarios (the last stdout line is one JSON object; exit 1 with a reason on stderr):
   basic       list tools, call echo, call counter twice
-              {"client", "mode", "protocol_version", "server_name", "tools", "echo", "counter": [a, b]}
-  counter     call counter once: {"client", "mode", "protocol_version", "counter": n}
+              {"client", "mode", "scenario", "protocol_version", "server_name",
+               "tools", "echo", "counter": [a, b]}
+  counter     call counter once
+              {"client", "mode", "scenario", "protocol_version", "server_name", "counter": n}
   everything  against server-everything: every tool, resource, template and prompt, with
               progress, sampling, elicitation, roots, logging, subscriptions and list_changed
               (see everything_scenario.py for the JSON shape)
@@ -23,14 +25,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import anyio  # noqa: E402
-import httpx2  # noqa: E402
-import mcp_types as types  # noqa: E402
-from mcp import Client  # noqa: E402
-from mcp.client.streamable_http import streamable_http_client  # noqa: E402
-
-import common  # noqa: E402
-from everything_scenario import Observed, run_everything  # noqa: E402
+import anyio
+import common
+import httpx2
+import mcp_types as types
+from everything_scenario import Observed, run_everything
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 CLIENT_NAME = "py2"
 # The everything scenario uses logging/setLevel and resources/subscribe on purpose (legacy
@@ -39,8 +40,12 @@ warnings.filterwarnings("ignore", message=".*(deprecated|removed) as of 2026-07-
 
 
 def add_mode(parser: Any) -> None:
-    parser.add_argument("--mode", choices=["legacy", "auto"], default="legacy",
-                        help="the Client's connect mode (default legacy)")
+    parser.add_argument(
+        "--mode",
+        choices=["legacy", "auto"],
+        default="legacy",
+        help="the Client's connect mode (default legacy)",
+    )
 
 
 class Callbacks:
@@ -49,12 +54,20 @@ class Callbacks:
     def __init__(self) -> None:
         self.observed = Observed()
 
-    async def sampling(self, context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+    async def sampling(
+        self, context: Any, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
         self.observed.sampling_requests += 1
-        return types.CreateMessageResult(role="assistant", model="canned-model", stop_reason="endTurn",
-                                         content=types.TextContent(type="text", text="canned sampling answer"))
+        return types.CreateMessageResult(
+            role="assistant",
+            model="canned-model",
+            stop_reason="endTurn",
+            content=types.TextContent(type="text", text="canned sampling answer"),
+        )
 
-    async def elicitation(self, context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+    async def elicitation(
+        self, context: Any, params: types.ElicitRequestParams
+    ) -> types.ElicitResult:
         self.observed.elicitation_requests += 1
         if getattr(params, "mode", None) == "url":
             return types.ElicitResult(action="accept")
@@ -65,7 +78,9 @@ class Callbacks:
 
     async def roots(self, context: Any) -> types.ListRootsResult:
         self.observed.roots_requests += 1
-        return types.ListRootsResult(roots=[types.Root(uri="file:///tmp/canned-root", name="canned")])
+        return types.ListRootsResult(
+            roots=[types.Root(uri="file:///tmp/canned-root", name="canned")]
+        )
 
     async def logging(self, params: types.LoggingMessageNotificationParams) -> None:
         self.observed.log_messages += 1
@@ -86,7 +101,9 @@ async def basic(client: Client, result: dict[str, Any]) -> None:
     result["echo"] = common.text_of(echoed)
     if result["echo"] != "hello gateway":
         raise common.ScenarioFailed(f"echo answered {result['echo']!r}")
-    result["counter"] = [common.counter_value(await client.call_tool("counter", {})) for _ in range(2)]
+    result["counter"] = [
+        common.counter_value(await client.call_tool("counter", {})) for _ in range(2)
+    ]
 
 
 async def counter(client: Client, result: dict[str, Any]) -> None:
@@ -97,7 +114,9 @@ async def run(args: Any) -> dict[str, Any]:
     callbacks = Callbacks()
     result: dict[str, Any] = {"client": CLIENT_NAME, "mode": args.mode, "scenario": args.scenario}
     timeout = httpx2.Timeout(args.timeout, read=args.timeout)
-    async with httpx2.AsyncClient(headers=common.scope_headers(args.scope), timeout=timeout) as http:
+    async with httpx2.AsyncClient(
+        headers=common.scope_headers(args.scope), timeout=timeout
+    ) as http:
         client = Client(
             streamable_http_client(args.url, http_client=http),
             mode=args.mode,
@@ -116,12 +135,16 @@ async def run(args: Any) -> dict[str, Any]:
             elif args.scenario == "counter":
                 await counter(client, result)
             else:
-                result.update(await run_everything(client, callbacks.observed, callbacks.progress, args.mode))
+                result.update(
+                    await run_everything(client, callbacks.observed, callbacks.progress, args.mode)
+                )
     return result
 
 
 def main() -> None:
-    args = common.parse_args(__doc__.splitlines()[1], ["basic", "counter", "everything"], extra=add_mode)
+    args = common.parse_args(
+        __doc__.splitlines()[1], ["basic", "counter", "everything"], extra=add_mode
+    )
 
     async def bounded() -> dict[str, Any]:
         with anyio.fail_after(args.timeout):
@@ -130,8 +153,10 @@ def main() -> None:
     try:
         result = anyio.run(bounded)
     except TimeoutError as error:
-        common.fail(f"{CLIENT_NAME} {args.scenario} did not finish within {args.timeout:g} s", error)
-    except Exception as error:  # noqa: BLE001 - the edge: every failure becomes one line on stderr
+        common.fail(
+            f"{CLIENT_NAME} {args.scenario} did not finish within {args.timeout:g} s", error
+        )
+    except Exception as error:
         common.debug_traceback(error)
         common.fail(f"{CLIENT_NAME} {args.scenario} against {args.url}", error)
     failures = result.get("failures")

@@ -10,7 +10,7 @@ the adapters open and close.
 
     pip install langchain-mcp-adapters==0.3.2 langgraph
     mcpwatch serve                                   # with [gateway] enabled = true
-    python3 examples/python/langgraph_scope.py http://127.0.0.1:8080/mcp/demo
+    python3 examples/langgraph_scope.py http://127.0.0.1:8080/mcp/demo
 
 Tested by tests/gateway_clients/langgraph_threads.py (two threads, interleaved calls).
 """
@@ -19,16 +19,23 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 
 from langchain_mcp_adapters.client import MultiServerMCPClient
+from langchain_mcp_adapters.interceptors import MCPToolCallRequest, MCPToolCallResult
 
 
-async def mcpwatch_scope(request, handler):
+async def mcpwatch_scope(
+    request: MCPToolCallRequest,
+    handler: Callable[[MCPToolCallRequest], Awaitable[MCPToolCallResult]],
+) -> MCPToolCallResult:
     """Tool interceptor: the LangGraph thread id becomes the mcpwatch scope of the call."""
     config = getattr(request.runtime, "config", None) or {}
     thread_id = config.get("configurable", {}).get("thread_id")
     if thread_id is not None:
-        request = request.override(headers={**(request.headers or {}), "X-Mcpwatch-Scope": str(thread_id)})
+        request = request.override(
+            headers={**(request.headers or {}), "X-Mcpwatch-Scope": str(thread_id)}
+        )
     return await handler(request)
 
 
