@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
 # Run the MCP conformance suite's client scenarios against mcpwatch
-# (examples/conformance_client.rs), with conformance/baseline.yml as the baseline.
+# (examples/conformance_client.rs), with conformance/baseline.yml as the baseline; or, with
+# --server, its server scenarios against an MCP server at a URL.
 #
 #   scripts/conformance.sh [SUITE ...]      suites: core (default), all, auth, backcompat,
 #                                           draft, extensions, metadata, sep-835
 #   scripts/conformance.sh --install-only   just install Node 22 and the suite
+#   scripts/conformance.sh --server URL [--server-baseline FILE] [SUITE]
+#                                           server scenarios against the streamable-HTTP
+#                                           endpoint URL; suites: all (default: the 32,
+#                                           pending ones included), active, pending.
+#                                           Baseline: the YAML's `server:` key, default
+#                                           conformance/server-direct.yml (the run directly
+#                                           against tests/servers/conformance_fixture.py).
+#                                           Results: target/conformance/server-<baseline
+#                                           name without server->-<suite>/ (server-direct-all
+#                                           for the default). Builds nothing.
 #
 # What it does:
 #   1. installs, by package name from the npm registry, into .test-deps/conformance/
@@ -42,15 +53,28 @@ log() { printf '[conformance] %s\n' "$*" >&2; }
 die() { printf '[conformance] ERROR: %s\n' "$*" >&2; exit "${2:-2}"; }
 
 install_only=0
+server_url=""
+server_baseline=""
 suites=()
-for arg in "$@"; do
-    case "$arg" in
+while [ "$#" -gt 0 ]; do
+    case "$1" in
         --install-only) install_only=1 ;;
+        --server) [ "$#" -ge 2 ] || die "--server needs a URL"; server_url="$2"; shift ;;
+        --server-baseline) [ "$#" -ge 2 ] || die "--server-baseline needs a file"; server_baseline="$(realpath -m -- "$2")"; shift ;;
         -h|--help) sed -n '2,${/^#/!q;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
-        -*) die "unknown option $arg" ;;
-        *) suites+=("$arg") ;;
+        -*) die "unknown option $1" ;;
+        *) suites+=("$1") ;;
     esac
+    shift
 done
+[ -z "$server_baseline" ] || [ -n "$server_url" ] || die "--server-baseline goes with --server URL"
+if [ -n "$server_url" ]; then
+    BASELINE="${server_baseline:-$ROOT/conformance/server-direct.yml}"
+    [ "${#suites[@]}" -gt 0 ] || suites=(all)
+    for suite in "${suites[@]}"; do
+        case "$suite" in all|active|core|pending) ;; *) die "server suites are all, active (or core) and pending, not $suite" ;; esac
+    done
+fi
 [ "${#suites[@]}" -gt 0 ] || suites=(core)
 
 command -v npm >/dev/null 2>&1 || die "npm not found: it installs Node $NODE_MAJOR and the suite (install Node.js with npm)"
@@ -97,8 +121,10 @@ if [ "$install_only" = 1 ]; then
     exit 0
 fi
 
-# --- the client -----------------------------------------------------------------
-if [ -n "${CONFORMANCE_CLIENT:-}" ]; then
+# --- the client (client mode only) ---------------------------------------------------
+if [ -n "$server_url" ]; then
+    : # server mode: the server under test is already running at $server_url
+elif [ -n "${CONFORMANCE_CLIENT:-}" ]; then
     CLIENT="$CONFORMANCE_CLIENT"
 else
     cd "$ROOT"
@@ -110,8 +136,10 @@ else
         *) die "CONFORMANCE_PROFILE must be release or dev, not $PROFILE" ;;
     esac
 fi
-[ -x "$CLIENT" ] || die "no client at $CLIENT"
-case "$CLIENT" in *" "*) die "the client path must not contain spaces (the suite splits the command on spaces): $CLIENT" ;; esac
+if [ -z "$server_url" ]; then
+    [ -x "$CLIENT" ] || die "no client at $CLIENT"
+    case "$CLIENT" in *" "*) die "the client path must not contain spaces (the suite splits the command on spaces): $CLIENT" ;; esac
+fi
 
 # --- the baseline -----------------------------------------------------------------
 [ -f "$BASELINE" ] || die "no baseline at $BASELINE" 1
@@ -129,12 +157,20 @@ status=0
 for suite in "${suites[@]}"; do
     held=0
     for attempt in $(seq 1 "$ATTEMPTS"); do
-        out="$RESULTS/$suite"
+        if [ -n "$server_url" ]; then
+            baseline_name="$(basename "$BASELINE" .yml)"
+            out="$RESULTS/server-${baseline_name#server-}-$suite"
+            under_test="server: $server_url; baseline: ${BASELINE#"$ROOT"/}"
+            run=("$SUITE_BIN" server --url "$server_url" --suite "$suite")
+        else
+            out="$RESULTS/$suite"
+            under_test="client: ${CLIENT#"$ROOT"/}"
+            run=("$SUITE_BIN" client --command "$CLIENT" --suite "$suite" --verbose)
+        fi
         rm -rf "$out"
         mkdir -p "$out"
-        log "suite $suite, attempt $attempt of $ATTEMPTS (client: ${CLIENT#"$ROOT"/}; results in ${out#"$ROOT"/})"
-        if "$SUITE_BIN" client --command "$CLIENT" --suite "$suite" \
-            --expected-failures "$BASELINE" -o "$out" --verbose; then
+        log "suite $suite, attempt $attempt of $ATTEMPTS ($under_test; results in ${out#"$ROOT"/})"
+        if "${run[@]}" --expected-failures "$BASELINE" -o "$out"; then
             held=1
             break
         fi

@@ -6,6 +6,11 @@
 #                     entry point: node_modules/@modelcontextprotocol/server-everything/dist/index.js
 #   .test-deps/venv/  Python venv with mcp (PyPI), used by tests/servers/bad_server.py,
 #                     and schemathesis (PyPI), run by tests/hostile.rs against the agent
+#   .test-deps/venv-mcp1/  second Python venv with mcp 1.x, langchain-mcp-adapters,
+#                     langgraph and langchain-core: the clients that require mcp<2
+#                     (tests/gateway_clients/py1_client.py, langgraph_threads.py)
+#   .test-deps/node-sdk/   npm project with @modelcontextprotocol/sdk, the TypeScript
+#                     client (tests/gateway_clients/ts_client.mjs; runs on Node 20)
 #
 # Idempotent: each step is skipped when its stamp file records the wanted version
 # and the result is still there. Re-run with TEST_DEPS_FORCE=1 to reinstall.
@@ -15,6 +20,15 @@ EVERYTHING_PKG="@modelcontextprotocol/server-everything"
 EVERYTHING_VERSION="2026.8.31"
 MCP_PY_VERSION="2.3.0"
 SCHEMATHESIS_VERSION="4.32.5"
+# The second venv: langchain-mcp-adapters 0.3.2 requires mcp>=1.24,<2, so it gets the
+# newest mcp 1.x and the LangGraph / LangChain versions that resolved with it on
+# Python 3.11 (2026-11-30).
+MCP1_PY_VERSION="1.30.0"
+LC_MCP_ADAPTERS_VERSION="0.3.2"
+LANGGRAPH_VERSION="1.2.24"
+LANGCHAIN_CORE_VERSION="1.8.3"
+TS_SDK_PKG="@modelcontextprotocol/sdk"
+TS_SDK_VERSION="1.32.2"
 
 # Debian packages the test suite needs. Add names here (e.g. "jq"); they are
 # installed with apt-get only when missing.
@@ -143,6 +157,67 @@ install_venv() {
     log "venv: installed mcp $got, pyyaml and schemathesis $SCHEMATHESIS_VERSION"
 }
 
+# --- Python: the mcp 1.x clients (langchain-mcp-adapters, LangGraph) ------------
+install_venv_mcp1() {
+    local venv="$DEPS/venv-mcp1"
+    local stamp="$venv/.stamp"
+    local want="mcp==$MCP1_PY_VERSION langchain-mcp-adapters==$LC_MCP_ADAPTERS_VERSION"
+    want="$want langgraph==$LANGGRAPH_VERSION langchain-core==$LANGCHAIN_CORE_VERSION"
+
+    if [ "$FORCE" != 1 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
+        && [ -x "$venv/bin/python" ] && "$venv/bin/python" -c '' >/dev/null 2>&1; then
+        log "venv-mcp1: $want already installed"
+        return 0
+    fi
+
+    log "venv-mcp1: installing $want into ${venv#"$ROOT"/}"
+    rm -f "$stamp"
+    if [ -d "$venv" ] && ! "$venv/bin/python" -c '' >/dev/null 2>&1; then
+        rm -rf "$venv"
+    fi
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    # shellcheck disable=SC2086 # $want is a list of requirements
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check $want
+
+    local got
+    got="$("$venv/bin/python" -c 'import importlib.metadata as m; print(" ".join(f"{p}=={m.version(p)}" for p in ("mcp", "langchain-mcp-adapters", "langgraph", "langchain-core")))')"
+    [ "$got" = "$want" ] || die "venv-mcp1: got $got, wanted $want"
+    "$venv/bin/python" -c 'from mcp.client.streamable_http import streamablehttp_client' \
+        || die "venv-mcp1: mcp has no streamablehttp_client"
+    "$venv/bin/python" -c 'from langchain_mcp_adapters.client import MultiServerMCPClient; from langgraph.prebuilt import ToolNode' \
+        || die "venv-mcp1: langchain-mcp-adapters or langgraph.prebuilt does not import"
+    printf '%s\n' "$want" >"$stamp"
+    log "venv-mcp1: installed $got"
+}
+
+# --- Node: the TypeScript SDK client ----------------------------------------------
+install_node_sdk() {
+    local dir="$DEPS/node-sdk"
+    local stamp="$dir/.stamp"
+    local want="$TS_SDK_PKG@$TS_SDK_VERSION"
+    local pkg_json="$dir/node_modules/$TS_SDK_PKG/package.json"
+
+    if [ "$FORCE" != 1 ] && [ -f "$pkg_json" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        log "node-sdk: $want already installed"
+        return 0
+    fi
+
+    log "node-sdk: installing $want into ${dir#"$ROOT"/}"
+    rm -f "$stamp"
+    mkdir -p "$dir"
+    [ -f "$dir/package.json" ] || (cd "$dir" && npm init -y >/dev/null)
+    (cd "$dir" && npm install --no-audit --no-fund --no-progress --loglevel=error --save-exact "$want" >&2)
+    local got
+    got="$(node -p "require('$pkg_json').version")"
+    [ "$got" = "$TS_SDK_VERSION" ] || die "node-sdk: got $TS_SDK_PKG $got, wanted $TS_SDK_VERSION"
+    (cd "$dir" && node --input-type=module -e "await import('$TS_SDK_PKG/client/streamableHttp.js')") \
+        || die "node-sdk: $want does not load on node $(node --version)"
+    printf '%s\n' "$want" >"$stamp"
+    log "node-sdk: installed $want (node $(node --version))"
+}
+
 install_node
 install_venv
-log "ready: .test-deps/node (server-everything), .test-deps/venv (mcp $MCP_PY_VERSION, schemathesis $SCHEMATHESIS_VERSION)"
+install_venv_mcp1
+install_node_sdk
+log "ready: .test-deps/node (server-everything), .test-deps/venv (mcp $MCP_PY_VERSION, schemathesis $SCHEMATHESIS_VERSION), .test-deps/venv-mcp1 (mcp $MCP1_PY_VERSION, langchain-mcp-adapters $LC_MCP_ADAPTERS_VERSION, langgraph $LANGGRAPH_VERSION, langchain-core $LANGCHAIN_CORE_VERSION), .test-deps/node-sdk ($TS_SDK_PKG@$TS_SDK_VERSION)"
