@@ -40,7 +40,7 @@ async fn calls_in_scopes_listings_and_closing_a_scope() {
         "1",
         "scope B has its own session"
     );
-    // The scope may come in a header; the body wins over it.
+    // The scope may come in a header; header and body must agree (DESIGN §10).
     let (_, body) = agent
         .post(
             "/v1/tools/call",
@@ -57,7 +57,15 @@ async fn calls_in_scopes_listings_and_closing_a_scope() {
             &[("X-Mcpwatch-Scope", "A")],
         )
         .await;
-    assert_eq!(answer_text(&body), "2");
+    assert_eq!(status_of(&body), "invalid_request", "{body}");
+    let (_, body) = agent
+        .post(
+            "/v1/tools/call",
+            json!({"server": "child", "tool": "counter", "scope": "B"}),
+            &[("X-Mcpwatch-Scope", "B")],
+        )
+        .await;
+    assert_eq!(answer_text(&body), "2", "agreeing sources");
 
     let (status, servers) = agent.get("/v1/servers", &[]).await;
     assert_eq!(status, 200);
@@ -722,4 +730,9 @@ async fn an_incoming_traceparent_is_the_parent_of_the_call_spans() {
         hex, trace_id,
         "the caller's trace continues through the agent"
     );
+}
+
+/// The `error.type` of an API answer.
+fn status_of(body: &serde_json::Value) -> &str {
+    body["error"]["type"].as_str().unwrap_or_default()
 }

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::idempotency::Answer;
 use super::openapi;
 use super::state::{AgentState, CallTicket};
-use crate::runtime::{CallOptions, Runtime};
+use crate::runtime::{CallOptions, Runtime, validate_scope};
 
 /// The header that may carry the scope (so a load balancer can route by it).
 pub(crate) const SCOPE_HEADER: &str = "x-mcpwatch-scope";
@@ -54,7 +54,7 @@ pub(crate) struct CallBody {
     #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arguments: Option<Value>,
-    /// Scope; wins over the `X-Mcpwatch-Scope` header.
+    /// Scope; must agree with the `X-Mcpwatch-Scope` header when both are sent.
     #[serde(default)]
     pub scope: Option<String>,
     /// Deadline in milliseconds (default: the server's `call_timeout`).
@@ -207,18 +207,29 @@ fn answer_response(answer: Answer) -> Response {
     response
 }
 
-/// The scope from the body, else from `X-Mcpwatch-Scope`, else none (`default`).
+/// The scope from the body and `X-Mcpwatch-Scope`, which must agree when both
+/// are sent (DESIGN §10), else none (`default`). A named scope is checked here:
+/// the gateway's session scopes (`~s:...`) are not for `/v1` callers.
 fn scope_of(body: Option<&str>, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    if let Some(scope) = body {
-        return Ok(Some(scope.to_owned()));
-    }
-    match headers.get(SCOPE_HEADER) {
-        None => Ok(None),
-        Some(value) => value
-            .to_str()
-            .map(|s| Some(s.to_owned()))
-            .map_err(|_| ApiError::invalid("X-Mcpwatch-Scope must be visible ASCII")),
-    }
+    let header = match headers.get(SCOPE_HEADER) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::invalid("X-Mcpwatch-Scope must be visible ASCII"))?,
+        ),
+    };
+    let scope = match (body, header) {
+        (Some(body), Some(header)) if body != header => {
+            return Err(ApiError::invalid(format!(
+                "the body's scope {body:?} and the X-Mcpwatch-Scope header {header:?} disagree"
+            )));
+        }
+        (Some(scope), _) | (None, Some(scope)) => scope,
+        (None, None) => return Ok(None),
+    };
+    validate_scope(Some(scope)).map_err(|e| ApiError::invalid(e.to_string()))?;
+    Ok(Some(scope.to_owned()))
 }
 
 async fn servers(State(state): State<AgentState>) -> Response {
@@ -289,7 +300,7 @@ pub(crate) struct ReadBody {
     pub server: String,
     /// The resource's URI.
     pub uri: String,
-    /// Scope; wins over the `X-Mcpwatch-Scope` header.
+    /// Scope; must agree with the `X-Mcpwatch-Scope` header when both are sent.
     #[serde(default)]
     pub scope: Option<String>,
 }
@@ -328,7 +339,7 @@ pub(crate) struct PromptBody {
     /// Prompt arguments (a JSON object of strings).
     #[serde(default)]
     pub arguments: Option<Value>,
-    /// Scope; wins over the `X-Mcpwatch-Scope` header.
+    /// Scope; must agree with the `X-Mcpwatch-Scope` header when both are sent.
     #[serde(default)]
     pub scope: Option<String>,
 }

@@ -21,7 +21,7 @@ pub(crate) fn document() -> Value {
     let ok = |description: &str, schema: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
     let scope_schema = json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[A-Za-z0-9._:@-]+$"});
     let scope_header = json!({"name": "X-Mcpwatch-Scope", "in": "header", "required": false,
-        "description": "The scope when the body has none (1-200 characters of [A-Za-z0-9._:@-]).", "schema": scope_schema});
+        "description": "The scope (1-200 characters of [A-Za-z0-9._:@-]); when the body names one too, both must agree, else 400.", "schema": scope_schema});
     let scope_path =
         json!({"name": "scope", "in": "path", "required": true, "schema": scope_schema});
     json!({
