@@ -107,6 +107,7 @@ fn the_example_documents_every_key() {
         "otlp",
         "sentry",
         "oauth",
+        "gateway",
     ] {
         keys.remove(key);
     }

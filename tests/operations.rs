@@ -1108,6 +1108,27 @@ async fn drive_traffic(agent: &Agent, http_port: u16) {
             "{body}"
         );
     }
+    // Gateway traffic: a downstream session, a call, a failed call, a DELETE.
+    let mut gateway =
+        support::mcp_http::McpHttp::new(format!("{}/mcp/demo", agent.api)).with_scope("thread-2");
+    assert_eq!(
+        gateway.initialize("2025-11-25", json!({})).await.status,
+        200
+    );
+    assert_eq!(
+        gateway
+            .call(1, "echo", json!({"message": "hi"}))
+            .await
+            .text(),
+        "hi"
+    );
+    let failed = gateway.call(2, "no_such_tool", json!({})).await;
+    assert!(
+        failed.answer()["error"].is_object(),
+        "{:?}",
+        failed.messages
+    );
+    assert_eq!(gateway.delete().await, 200);
     let (status, body) = agent
         .post(
             "/v1/tools/call",
@@ -2307,7 +2328,7 @@ fn the_compose_stack_is_consistent() {
     let (ok, text) = promtool(&["check", "config", prom_config.to_str().unwrap()]);
     assert!(ok, "promtool check config: {text}");
     assert!(
-        text.contains("19 rules found"),
+        text.contains("20 rules found"),
         "the rules file is found: {text}"
     );
     let prom = yaml_docs(&prom_config).remove(0);
