@@ -583,3 +583,43 @@ async fn set_level_is_per_session_and_get_opens_a_stream_only_with_a_session() {
     let no_session = client.http.get(&client.url).send().await.unwrap();
     assert_eq!(no_session.status(), 405);
 }
+
+#[tokio::test]
+async fn results_errors_and_meta_pass_through_unchanged_with_fields_mcpwatch_does_not_know() {
+    let script = support::root().join("tests/servers/extra_fields_server.py");
+    let config = format!(
+        "[servers.vendor]\ntransport = \"stdio\"\ncommand = \"python3\"\nargs = [\"{}\"]\n",
+        script.display()
+    );
+    let agent = Agent::start(&config, &[]).await;
+    let mut client = McpHttp::new(url(&agent, "/mcp/vendor")).with_scope("f1");
+    client.initialize("2025-11-25", json!({})).await;
+    let call = client.call(1, "vendor_tool", json!({})).await;
+    assert_eq!(
+        call.answer()["result"],
+        json!({
+            "content": [{"type": "text", "text": "hi", "vendorAnnotation": {"x": 1}}],
+            "isError": false,
+            "vendorField": {"kept": true, "list": [1, 2.5, "three"]},
+            "_meta": {"vendor.example/trace": "abc", "progressToken": "not-ours"},
+        }),
+        "the result exactly as the server sent it"
+    );
+    let list = client.request(2, "tools/list", json!({})).await;
+    assert_eq!(list.answer()["result"]["vendorListField"], 7);
+    assert_eq!(list.answer()["result"]["tools"][0]["vendorHint"], "extra");
+    let read = client
+        .request(3, "resources/read", json!({"uri": "vendor://a"}))
+        .await;
+    assert_eq!(
+        read.answer()["result"]["contents"][0]["vendorBlob"],
+        json!([1])
+    );
+    assert_eq!(read.answer()["result"]["vendorTop"], true);
+    let error = client.request(4, "vendor/unknown", json!({})).await;
+    assert_eq!(
+        error.answer()["error"],
+        json!({"code": -32042, "message": "vendor failure", "data": {"vendorCode": "E42", "retry": false}}),
+        "an upstream JSON-RPC error passes through with its code, message and data"
+    );
+}

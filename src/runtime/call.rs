@@ -29,7 +29,7 @@ use super::request::{McpRequest, McpResult, RequestHandle};
 use super::retry;
 use super::server::ServerEntry;
 use super::session::{CloseReason, Session};
-use super::transport::classify_service_error;
+use super::transport::{classify_service_error, raw_results};
 use crate::telemetry::events::{Retried, SessionRecovered};
 
 /// Deadline of the health ping sent before reusing a session whose last request timed out.
@@ -296,7 +296,9 @@ async fn exchange(
         () = cancelled => return Err(Error::Cancelled { server: server.to_owned() }),
     };
     abandon.disarm();
-    answer.map(McpResult).map_err(classify)
+    answer
+        .map(|result| McpResult(raw_results::unwrap(result)))
+        .map_err(classify)
 }
 
 /// The params' own `_meta` with the span's trace context written over it.

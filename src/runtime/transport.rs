@@ -8,6 +8,7 @@
 pub(crate) mod builtin;
 pub(crate) mod http;
 pub(crate) mod oauth;
+pub(crate) mod raw_results;
 mod rmcp_text;
 pub(crate) mod sse;
 pub(crate) mod stdio;

@@ -7,6 +7,7 @@
 //! again, synchronously, when the handle is dropped, so that no path (not even a
 //! runtime torn down mid-close) leaves a process behind.
 
+use super::raw_results::RawResults;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use crate::config::ServerConfig;
 const MAX_STDERR_LINE: usize = 16 * 1024;
 
 /// The transport over a child's stdout/stdin.
-pub(crate) type StdioTransport = AsyncRwTransport<RoleClient, ChildStdout, ChildStdin>;
+pub(crate) type StdioTransport = AsyncRwTransport<RoleClient, RawResults<ChildStdout>, ChildStdin>;
 
 /// A running stdio server: the leader of its own process group.
 #[derive(Debug)]
@@ -97,6 +98,7 @@ impl ChildProcess {
                 Err(error) => tracing::warn!(%error, "waiting for a stdio server failed"),
             }
         });
+        let stdout = RawResults::new(stdout, spec.max_response_bytes);
         let transport = AsyncRwTransport::new_client(stdout, stdin)
             .with_max_line_length(spec.max_response_bytes);
         Ok((ChildProcess { pgid, exit }, transport))
