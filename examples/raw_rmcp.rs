@@ -8,6 +8,10 @@
 //! cargo run --release --example raw_rmcp -- --tool echo --args '{"message":"hi"}' --calls 2000 --http http://127.0.0.1:3001/mcp
 //! ```
 //!
+//! `--session-per-call` opens, uses and closes a session for every call (what
+//! langchain-mcp-adapters does): `initialize`, the call, then the close (`DELETE`
+//! over HTTP, the process's end over stdio).
+//!
 //! `--latencies FILE` also writes every measured call's latency (microseconds,
 //! one per line, in call order) for the charts of `benches/charts.py`.
 
@@ -19,6 +23,7 @@ use rmcp::ServiceExt;
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
 };
+use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 
 /// Raw rmcp benchmark client.
@@ -39,38 +44,62 @@ struct Args {
     /// Streamable-HTTP endpoint; otherwise the command after `--` is spawned (stdio).
     #[arg(long)]
     http: Option<String>,
+    /// Open and close a session for every call (5 warm-up calls instead of 20).
+    #[arg(long)]
+    session_per_call: bool,
     /// The stdio server command.
     #[arg(last = true)]
     command: Vec<String>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+type Client = RunningService<RoleClient, ClientConfig>;
+
+/// Opens one session, over HTTP or to a newly spawned stdio server.
+async fn connect(args: &Args) -> anyhow::Result<Client> {
     let info = ClientConfig::new(
         ClientCapabilities::default(),
         Implementation::new("raw-rmcp-bench", "0.1.0"),
     )
     .with_protocol_version(ProtocolVersion::V_2025_11_25);
-    let client = match &args.http {
-        Some(url) => {
-            info.serve(StreamableHttpClientTransport::from_uri(url.as_str()))
-                .await?
-        }
-        None => {
-            let (program, rest) = args
-                .command
-                .split_first()
-                .context("give --http URL or a command after --")?;
-            let mut command = tokio::process::Command::new(program);
-            command.args(rest);
-            // The builder's default (inherit) would override a stderr set on the command.
-            let (transport, _) = TokioChildProcess::builder(command)
-                .stderr(std::process::Stdio::null())
-                .spawn()?;
-            info.serve(transport).await?
-        }
-    };
+    if let Some(url) = &args.http {
+        return Ok(info
+            .serve(StreamableHttpClientTransport::from_uri(url.as_str()))
+            .await?);
+    }
+    let (program, rest) = args
+        .command
+        .split_first()
+        .context("give --http URL or a command after --")?;
+    let mut command = tokio::process::Command::new(program);
+    command.args(rest);
+    // The builder's default (inherit) would override a stderr set on the command.
+    let (transport, _) = TokioChildProcess::builder(command)
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    Ok(info.serve(transport).await?)
+}
+
+/// One call; with `fresh`, on a session of its own, closed after it.
+async fn one_call(
+    args: &Args,
+    client: &Client,
+    fresh: bool,
+    params: CallToolRequestParams,
+) -> anyhow::Result<bool> {
+    if !fresh {
+        let result = client.peer().call_tool(params).await;
+        return Ok(matches!(result, Ok(r) if r.is_error != Some(true)));
+    }
+    let session = connect(args).await?;
+    let result = session.peer().call_tool(params).await;
+    session.cancel().await?;
+    Ok(matches!(result, Ok(r) if r.is_error != Some(true)))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let client = connect(&args).await?;
     let arguments = match &args.args {
         Some(text) => serde_json::from_str::<serde_json::Value>(text)?
             .as_object()
@@ -82,17 +111,20 @@ async fn main() -> anyhow::Result<()> {
         params.arguments = arguments.clone();
         params
     };
-    for _ in 0..20 {
-        client.call_tool(params()).await?;
+    let fresh = args.session_per_call;
+    for _ in 0..if fresh { 5 } else { 20 } {
+        one_call(&args, &client, fresh, params()).await?;
     }
     let mut latencies = Vec::with_capacity(args.calls as usize);
     let mut errors = 0;
     let started = Instant::now();
     for _ in 0..args.calls {
         let call_started = Instant::now();
-        match client.peer().call_tool(params()).await {
-            Ok(result) if result.is_error != Some(true) => {}
-            _ => errors += 1,
+        if !one_call(&args, &client, fresh, params())
+            .await
+            .unwrap_or(false)
+        {
+            errors += 1;
         }
         latencies.push(call_started.elapsed().as_micros() as u64);
     }
