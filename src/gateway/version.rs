@@ -14,6 +14,16 @@ pub(crate) const BATCH_VERSION: &str = "2025-03-26";
 /// Most entries in one batch.
 pub(crate) const MAX_BATCH: usize = 32;
 
+/// The first revision whose SSE answers open with a priming event (SEP-1699).
+const PRIMING_SINCE: &str = "2025-11-25";
+
+/// True if SSE answers in a session of `version` open with a priming event:
+/// from 2025-11-25 on. Older clients may read its empty data as a malformed
+/// message.
+pub(crate) fn primes_sse(version: &str) -> bool {
+    SESSION_VERSIONS.contains(&version) && version >= PRIMING_SINCE
+}
+
 /// The `_meta` key carrying a stateless request's protocol version.
 pub(crate) const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 
@@ -74,6 +84,16 @@ mod tests {
         assert_eq!(negotiate(Some("2099-01-01")), "2025-11-25");
         assert_eq!(negotiate(None), "2025-11-25");
         assert!(is_known("2026-07-28") && is_known("2025-06-18") && !is_known("2024-11-05"));
+    }
+
+    #[test]
+    fn only_2025_11_25_sessions_prime_their_sse_answers() {
+        assert!(primes_sse("2025-11-25"));
+        assert!(!primes_sse("2025-06-18") && !primes_sse("2025-03-26"));
+        assert!(
+            !primes_sse(STATELESS_VERSION),
+            "no session, no stream to resume"
+        );
     }
 
     #[test]
