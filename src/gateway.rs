@@ -34,7 +34,7 @@ mod version;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -54,7 +54,8 @@ pub(crate) struct Gateway {
     pub(crate) sessions: Sessions,
     pub(crate) key: SessionKey,
     pub(crate) tool_labels: ToolLabels,
-    /// Ids of the server requests sent to clients (`mcpwatch-{n}`).
+    /// The ids the gateway mints (`mcpwatch-{n}`): of the server requests
+    /// sent to clients, and of the priming events of SSE answers.
     pub(crate) server_request_ids: Arc<AtomicU64>,
     stop: CancellationToken,
 }
@@ -109,6 +110,12 @@ impl Gateway {
         }
         spawn_sweeper(&gateway);
         Ok(gateway)
+    }
+
+    /// A new id, `mcpwatch-{n}`, unique in this gateway.
+    pub(crate) fn mint_id(&self) -> String {
+        let n = self.server_request_ids.fetch_add(1, Ordering::Relaxed);
+        format!("mcpwatch-{n}")
     }
 
     /// Ends every downstream session (`shutdown`) and stops the sweeper.

@@ -23,21 +23,8 @@ fn stdio_demo() -> String {
     )
 }
 
-/// The value of the sample `name{labels}` in a Prometheus text page (0 when absent).
-fn sample(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    page.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 async fn metric(agent: &Agent, name: &str, labels: &[(&str, &str)]) -> f64 {
-    sample(&agent.admin("/metrics").await.1, name, labels)
+    agent.metric(name, labels).await
 }
 
 async fn upstream_sessions(agent: &Agent) -> usize {

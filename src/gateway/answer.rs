@@ -7,10 +7,15 @@
 //! The request runs in its own task. A [`CancelOnDrop`] held by the waiting
 //! handler, then by the SSE stream, cancels it when the client goes away
 //! (the disconnect cancellation of DESIGN §10).
+//!
+//! In a 2025-11-25 session an SSE answer opens with the priming event of
+//! SEP-1699 (an event id, `retry`, empty data). The gateway replays nothing on
+//! a `GET` with `Last-Event-ID`: a disconnect cancels the call.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -24,6 +29,10 @@ use super::outbox::Outgoing;
 
 /// How long an answer may take and still go back as plain JSON.
 pub(crate) const JSON_WITHIN: Duration = Duration::from_millis(100);
+
+/// The `retry` of a priming event: how long a client that lost an SSE answer
+/// waits before it reconnects (SEP-1699).
+const PRIMING_RETRY: Duration = Duration::from_secs(1);
 
 /// Cancels its token when dropped, unless disarmed.
 pub(crate) struct CancelOnDrop(Option<CancellationToken>);
@@ -46,18 +55,20 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// The answer to one request whose task sends to `rx`.
+/// The answer to one request whose task sends to `rx`; an SSE answer opens
+/// with a priming event of id `priming`, when given.
 pub(crate) async fn respond(
     mut rx: mpsc::Receiver<Outgoing>,
     mut guard: CancelOnDrop,
     keepalive: Duration,
+    priming: Option<String>,
 ) -> Response {
     match tokio::time::timeout(JSON_WITHIN, rx.recv()).await {
         Ok(Some(Outgoing::Final(answer))) => {
             guard.disarm();
             json(StatusCode::OK, &answer)
         }
-        Ok(Some(Outgoing::Note(first))) => sse(Some(first), rx, guard, keepalive),
+        Ok(Some(Outgoing::Note(first))) => primed(sse(Some(first), rx, guard, keepalive), priming),
         Ok(None) => {
             guard.disarm();
             let answer = jsonrpc::error_answer(
@@ -68,8 +79,25 @@ pub(crate) async fn respond(
             );
             json(StatusCode::INTERNAL_SERVER_ERROR, &answer)
         }
-        Err(_) => sse(None, rx, guard, keepalive),
+        Err(_) => primed(sse(None, rx, guard, keepalive), priming),
     }
+}
+
+/// An SSE `response` opened by the priming event `id` (SEP-1699): an event
+/// id, a `retry` and an empty `data` line, before anything else. axum's
+/// `Event` writes no empty `data` line, so the event goes as raw bytes.
+fn primed(response: Response, id: Option<String>) -> Response {
+    let Some(id) = id else {
+        return response;
+    };
+    let priming = Bytes::from(format!(
+        "id: {id}\nretry: {}\ndata: \n\n",
+        PRIMING_RETRY.as_millis()
+    ));
+    response.map(|body| {
+        let head = stream::once(async move { Ok::<Bytes, axum::Error>(priming) });
+        Body::from_stream(futures::StreamExt::chain(head, body.into_data_stream()))
+    })
 }
 
 /// A JSON answer.

@@ -301,6 +301,11 @@ async fn single(
     let cancel = CancellationToken::new();
     let (tx, rx) = mpsc::channel(STREAM_CAPACITY);
     let gateway = route.gateway.clone();
+    let priming = caller
+        .session
+        .as_ref()
+        .filter(|s| version::primes_sse(s.version))
+        .map(|_| gateway.mint_id());
     let busy = caller.session.as_ref().map(|s| s.use_now());
     let task_cancel = cancel.clone();
     tokio::spawn(async move {
@@ -316,6 +321,7 @@ async fn single(
         rx,
         CancelOnDrop::new(cancel),
         route.gateway.config.keepalive_interval,
+        priming,
     )
     .await)
 }

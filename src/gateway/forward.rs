@@ -20,7 +20,7 @@ use super::outbox::{Outgoing, RequestStreamSlot};
 use super::record::Served;
 use super::scope::{self, META_RECOVERED, ScopeSources};
 use super::sessions::Downstream;
-use super::version::{SESSION_VERSIONS, STATELESS_VERSION};
+use super::version::{self, SESSION_VERSIONS, STATELESS_VERSION};
 use crate::runtime::{CallOptions, Error, McpRequest, Progress, ServerHello, ServerRequestRoute};
 use crate::telemetry::semconv;
 use crate::telemetry::spans;
@@ -306,6 +306,10 @@ async fn forward(
     let mut result = result.into_json();
     if used.recovered {
         mark_recovered(&mut result);
+    }
+    // No downstream session: a 2026-07-28 request (the session revisions need one).
+    if caller.session.is_none() {
+        version::complete_stateless_result(&request.method, &mut result);
     }
     Ok(result)
 }

@@ -651,6 +651,12 @@ impl Agent {
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
+    /// The value of the metric `name{labels}` on the admin listener's `/metrics`
+    /// (the sum of the samples whose labels include `labels`; 0 when absent).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        prometheus_sample(&self.admin("/metrics").await.1, name, labels)
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let _ = nix::sys::signal::kill(
@@ -677,6 +683,20 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value of the sample `name{labels}` in a Prometheus text page: the sum
+/// of the samples whose labels include `labels` (0 when absent).
+pub fn prometheus_sample(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    page.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// The text of `result.content[0].text` in an agent call answer.
