@@ -25,7 +25,7 @@ use rmcp::model::{
     ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationCapability, ErrorCode,
     ErrorData, FormElicitationCapability, Implementation, ListRootsResult, LoggingLevel,
     LoggingMessageNotificationParam, ProtocolVersion, ResourceUpdatedNotificationParam,
-    SamplingCapability, ServerRequest,
+    SamplingCapability, ServerRequest, UrlElicitationCapability,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 use serde_json::{Map, Value};
@@ -138,15 +138,21 @@ fn unexpected_answer(method: &str) -> ErrorData {
     )
 }
 
-/// What mcpwatch advertises: sampling and form elicitation unless their policy is `off`.
+/// What mcpwatch advertises: sampling, and form and URL elicitation, unless
+/// their policy is `off` (the policies decline URL elicitation: a URL needs a
+/// person with a browser; a gateway client in flight may take it). Roots are
+/// not advertised: mcpwatch has none of its own to give.
 fn capabilities(spec: &ServerConfig) -> ClientCapabilities {
     let mut capabilities = ClientCapabilities::default();
     if spec.sampling != SamplingPolicy::Off {
         capabilities.sampling = Some(SamplingCapability::default());
     }
     if spec.elicitation != ElicitationPolicy::Off {
-        capabilities.elicitation =
-            Some(ElicitationCapability::new().with_form(FormElicitationCapability::new()));
+        capabilities.elicitation = Some(
+            ElicitationCapability::new()
+                .with_form(FormElicitationCapability::new())
+                .with_url(UrlElicitationCapability::default()),
+        );
     }
     capabilities
 }
@@ -376,7 +382,7 @@ mod tests {
         let advertised = serde_json::to_value(capabilities(&spec)).unwrap();
         assert_eq!(
             advertised,
-            json!({"sampling": {}, "elicitation": {"form": {}}})
+            json!({"sampling": {}, "elicitation": {"form": {}, "url": {}}})
         );
         spec.sampling = SamplingPolicy::Off;
         spec.elicitation = ElicitationPolicy::Off;
