@@ -116,6 +116,11 @@ install_pkg "$DEPS/suite" "$CONFORMANCE_PKG@$CONFORMANCE_VERSION" \
     "node node_modules/.bin/conformance --version | grep -qx '$CONFORMANCE_VERSION'" \
     || die "cannot install $CONFORMANCE_PKG@$CONFORMANCE_VERSION into ${DEPS#"$ROOT"/}/suite"
 
+# Installed: runs need no lock (the client and server suites may run at once).
+if command -v flock >/dev/null 2>&1; then
+    flock -u 9
+fi
+
 if [ "$install_only" = 1 ]; then
     log "installed: node $(node --version), $CONFORMANCE_PKG $("$SUITE_BIN" --version)"
     exit 0

@@ -109,6 +109,13 @@ pub struct GatewayConfig {
     pub allowed_hosts: Vec<String>,
 }
 
+impl GatewayConfig {
+    /// True if `server` is on the aggregate endpoint (`expose`, `*` for all).
+    pub fn exposes(&self, server: &str) -> bool {
+        self.expose.iter().any(|e| e == "*" || e == server)
+    }
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -280,6 +287,8 @@ pub struct ServerConfig {
     pub elicitation: ElicitationPolicy,
     /// How a session starts: `initialize` or the 2026-07-28 `server/discover`.
     pub lifecycle: Lifecycle,
+    /// `per_scope`: a pooled session per scope; `shared`: one for every scope.
+    pub scopes: ScopeMode,
     /// http: OAuth 2.1 authorization (`[servers.NAME.oauth]`); `None`: no OAuth.
     pub oauth: Option<OAuthConfig>,
 }
@@ -377,6 +386,19 @@ pub enum Lifecycle {
     /// The 2026-07-28 revision: `server/discover`, then self-contained requests.
     /// The server must speak 2026-07-28 (no fallback).
     Discover,
+}
+
+/// `scopes = ..`: which scopes get a session of their own (DESIGN §10).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeMode {
+    /// A pooled session per `(server, scope)`: the server keeps state per scope.
+    #[default]
+    PerScope,
+    /// One pooled session serves every scope, requests multiplexed on it: for
+    /// stateless servers (and 2026-07-28 ones, which keep no per-connection
+    /// state). It shows as scope `*`, and closing a scope leaves it open.
+    Shared,
 }
 
 /// `retry = { .. }`.

@@ -508,6 +508,7 @@ impl Runtime {
     fn pooled<'a>(&'a self, server: &str, scope: Option<&'a str>) -> Result<Target<'a>> {
         let scope = scope::validate_any_scope(scope)?;
         let entry = self.entry(server)?;
+        let scope = entry.pool_scope(scope);
         Ok(Target::Pooled {
             pool: &self.inner.pool,
             entry,
@@ -529,7 +530,11 @@ impl Runtime {
     pub async fn session(&self, server: &str, scope: Option<&str>) -> Result<SessionLease> {
         let scope = scope::validate_any_scope(scope)?;
         let entry = self.entry(server)?;
-        let (session, pin) = self.inner.pool.acquire(entry, scope).await?;
+        let (session, pin) = self
+            .inner
+            .pool
+            .acquire(entry, entry.pool_scope(scope))
+            .await?;
         Ok(SessionLease::new(session, pin, self.inner.pool.clone()))
     }
 
@@ -726,7 +731,7 @@ fn spawn_warm(pool: &Arc<Pool>, entry: Arc<ServerEntry>, pending: Arc<AtomicUsiz
         loop {
             let Some(pool) = weak.upgrade() else { return };
             let opened = tokio::select! {
-                result = pool.acquire(&entry, DEFAULT_SCOPE) => result.is_ok(),
+                result = pool.acquire(&entry, entry.pool_scope(DEFAULT_SCOPE)) => result.is_ok(),
                 () = shutdown.cancelled() => return,
             };
             drop(pool);

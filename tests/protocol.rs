@@ -21,9 +21,10 @@ use support::receivers::{Behaviour, OtlpReceiver};
 use support::{eventually, metric, text};
 
 /// server-everything 2026.8.31's tools for a client that advertises sampling and
-/// form elicitation (mcpwatch's defaults): 13 always, `simulate-research-query`
-/// (tasks), and the two whose capability mcpwatch advertises.
-const EVERYTHING_TOOLS: [&str; 15] = [
+/// form and URL elicitation (mcpwatch's defaults): 13 always,
+/// `simulate-research-query` (tasks), and the three whose capability mcpwatch
+/// advertises.
+const EVERYTHING_TOOLS: [&str; 16] = [
     "echo",
     "get-annotated-message",
     "get-env",
@@ -39,6 +40,7 @@ const EVERYTHING_TOOLS: [&str; 15] = [
     "trigger-elicitation-request",
     "trigger-long-running-operation",
     "trigger-sampling-request",
+    "trigger-url-elicitation",
 ];
 
 const SCOPE: &str = "e2e";
@@ -280,6 +282,20 @@ async fn every_tool_of_server_everything() {
         1.0
     );
 
+    // URL elicitation: declined by the policy too (a URL needs a person with a browser).
+    exercised.insert("trigger-url-elicitation");
+    let url = call(
+        &runtime,
+        "trigger-url-elicitation",
+        json!({"url": "https://example.com/verify", "message": "verify", "errorPath": false}),
+    )
+    .await;
+    assert!(text(&url).contains("declined"), "{}", json_of(&url));
+    assert_eq!(
+        server_requests(&runtime, "elicitation/create", "decline"),
+        2.0
+    );
+
     // Sampling: declined by default; the server's tool fails with our answer.
     exercised.insert("trigger-sampling-request");
     let sampled = call(
@@ -513,7 +529,8 @@ async fn sampling_and_elicitation_policies() {
     let names: BTreeSet<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     assert!(!names.contains("trigger-sampling-request"), "{names:?}");
     assert!(!names.contains("trigger-elicitation-request"), "{names:?}");
-    assert_eq!(names.len(), EVERYTHING_TOOLS.len() - 2);
+    assert!(!names.contains("trigger-url-elicitation"), "{names:?}");
+    assert_eq!(names.len(), EVERYTHING_TOOLS.len() - 3);
 
     // server-everything's form has required fields without defaults: declined.
     let elicited = call(&runtime, "trigger-elicitation-request", json!({})).await;

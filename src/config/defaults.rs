@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use super::{
     AgentConfig, BreakerConfig, DEMO_SERVER, ElicitationPolicy, GatewayConfig, JwtAlgorithm,
     Lifecycle, LogConfig, LogFormat, OAuthConfig, OAuthGrant, OtlpConfig, OtlpProtocol, PoolConfig,
-    RetryConfig, SamplingPolicy, SentryConfig, ServerConfig, TelemetryConfig,
+    RetryConfig, SamplingPolicy, ScopeMode, SentryConfig, ServerConfig, TelemetryConfig,
 };
 
 impl Default for AgentConfig {
@@ -117,6 +117,7 @@ impl Default for ServerConfig {
             sampling: SamplingPolicy::default(),
             elicitation: ElicitationPolicy::default(),
             lifecycle: Lifecycle::default(),
+            scopes: ScopeMode::default(),
             oauth: None,
         }
     }

@@ -226,6 +226,7 @@ pub(super) fn check(config: &Config) -> Vec<ConfigProblem> {
         );
     }
     check_gateway(&config.gateway, &mut problem);
+    check_exposed_names(config, &mut problem);
     if let Some(endpoint) = config
         .telemetry
         .otlp
@@ -472,6 +473,63 @@ pub(super) fn warnings(config: &Config) -> Vec<ConfigProblem> {
         }
     }
     warnings
+}
+
+/// The `mcp_server` label and route name of the aggregate endpoint `/mcp`.
+pub(crate) const AGGREGATE_NAME: &str = "_aggregate";
+
+/// Longest server name on the aggregate endpoint (tool names there are
+/// `{server}__{tool}`, at most 64 characters).
+const MAX_EXPOSED_NAME: usize = 32;
+
+/// Server names: `_aggregate` is reserved; a server on the aggregate endpoint
+/// needs a name that splits `{server}__{name}` one way only (no `__`, no `_` at
+/// either end, letters, digits, `-` and `_`) and leaves room for the tool's.
+fn check_exposed_names(config: &Config, problem: &mut impl FnMut(String, String)) {
+    if config.servers.contains_key(AGGREGATE_NAME) {
+        problem(
+            format!("servers.{AGGREGATE_NAME}"),
+            "is reserved for the gateway's aggregate endpoint /mcp".into(),
+        );
+    }
+    for name in &config.gateway.expose {
+        if name != "*" && !config.servers.contains_key(name) {
+            problem(
+                "gateway.expose".into(),
+                format!("names {name:?}, which is not a configured server"),
+            );
+        }
+    }
+    if !config.gateway.enabled {
+        return;
+    }
+    for name in config.servers.keys().filter(|n| config.gateway.exposes(n)) {
+        if let Err(why) = exposable(name) {
+            problem(
+                format!("servers.{name}"),
+                format!(
+                    "{why}: on the aggregate endpoint its tools are named {name}__TOOL, which must split one way (leave it out of gateway.expose, or rename it)"
+                ),
+            );
+        }
+    }
+}
+
+/// Why `name` cannot be a prefix on the aggregate endpoint, if it cannot.
+fn exposable(name: &str) -> Result<(), String> {
+    if name.len() > MAX_EXPOSED_NAME {
+        return Err(format!("is longer than {MAX_EXPOSED_NAME} characters"));
+    }
+    if name.contains("__") || name.starts_with('_') || name.ends_with('_') {
+        return Err("contains `__` or starts or ends with `_`".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err("has characters other than letters, digits, `-` and `_`".into());
+    }
+    Ok(())
 }
 
 /// `[gateway]`: sane limits and a usable session key.

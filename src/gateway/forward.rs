@@ -275,43 +275,89 @@ async fn forward(
     request: &Request,
     tx: &mpsc::Sender<Outgoing>,
 ) -> Result<Value, Failure> {
-    let scope = caller.scope(request.params.as_ref())?;
-    let mut params = request.params.clone();
-    let progress_token = scope::prepare_meta(&mut params);
-    let cancel = CancellationToken::new();
-    let _in_flight = match &caller.session {
-        Some(session) => Some(InFlight::register(session, &request.id, &cancel)?),
-        None => None,
-    };
-    let _stream = caller
-        .session
-        .as_ref()
-        .map(|session| RequestStreamSlot::register(session, tx.clone()));
-    if let Some(session) = &caller.session {
-        gateway.sessions.bind(session, &scope);
-    }
-    let mut options = CallOptions::scope(scope.to_string()).cancel_on(cancel);
-    if let Some(token) = progress_token {
-        options = options.on_progress(progress_forwarder(token, tx.clone()));
-    }
-    if let Some(session) = caller.session.as_ref().filter(|s| s.caps.any()) {
-        options = options.route_server_requests(client_route(gateway, session, tx));
-    }
-    let upstream = McpRequest::new(request.method.clone(), params);
-    let (result, used) = gateway
-        .runtime
-        .request_with_use(&caller.server, &upstream, &options)
-        .await
-        .map_err(|e| Failure::of(&e, &caller.server))?;
-    let mut result = result.into_json();
-    if used.recovered {
-        mark_recovered(&mut result);
-    }
+    let (hold, params) = Forwarding::begin(caller, request, tx)?;
+    let mut result = hold
+        .send(gateway, caller, &caller.server, &request.method, params, tx)
+        .await?;
     // No downstream session: a 2026-07-28 request (the session revisions need one).
     if caller.session.is_none() {
         version::complete_stateless_result(&request.method, &mut result);
     }
     Ok(result)
+}
+
+/// A downstream request being forwarded: its scope, its cancel token
+/// (registered under its id, for `notifications/cancelled`), its stream
+/// (registered for the session's messages) and the client's progress token.
+pub(crate) struct Forwarding {
+    pub(crate) scope: Arc<str>,
+    cancel: CancellationToken,
+    progress_token: Option<Value>,
+    _in_flight: Option<InFlight>,
+    _stream: Option<RequestStreamSlot>,
+}
+
+impl Forwarding {
+    /// Registers `request`; returns its params as they go upstream.
+    pub(crate) fn begin(
+        caller: &Caller,
+        request: &Request,
+        tx: &mpsc::Sender<Outgoing>,
+    ) -> Result<(Forwarding, Option<Map<String, Value>>), Failure> {
+        let scope = caller.scope(request.params.as_ref())?;
+        let mut params = request.params.clone();
+        let progress_token = scope::prepare_meta(&mut params);
+        let cancel = CancellationToken::new();
+        let in_flight = match &caller.session {
+            Some(session) => Some(InFlight::register(session, &request.id, &cancel)?),
+            None => None,
+        };
+        let stream = caller
+            .session
+            .as_ref()
+            .map(|session| RequestStreamSlot::register(session, tx.clone()));
+        let hold = Forwarding {
+            scope,
+            cancel,
+            progress_token,
+            _in_flight: in_flight,
+            _stream: stream,
+        };
+        Ok((hold, params))
+    }
+
+    /// Sends `method` with `params` to `server` in the request's scope.
+    pub(crate) async fn send(
+        &self,
+        gateway: &Gateway,
+        caller: &Caller,
+        server: &Arc<str>,
+        method: &str,
+        params: Option<Map<String, Value>>,
+        tx: &mpsc::Sender<Outgoing>,
+    ) -> Result<Value, Failure> {
+        if let Some(session) = &caller.session {
+            gateway.sessions.bind(session, server, &self.scope);
+        }
+        let mut options = CallOptions::scope(self.scope.to_string()).cancel_on(self.cancel.clone());
+        if let Some(token) = &self.progress_token {
+            options = options.on_progress(progress_forwarder(token.clone(), tx.clone()));
+        }
+        if let Some(session) = caller.session.as_ref().filter(|s| s.caps.any()) {
+            options = options.route_server_requests(client_route(gateway, session, tx));
+        }
+        let upstream = McpRequest::new(method.to_owned(), params);
+        let (result, used) = gateway
+            .runtime
+            .request_with_use(server, &upstream, &options)
+            .await
+            .map_err(|e| Failure::of(&e, server))?;
+        let mut result = result.into_json();
+        if used.recovered {
+            mark_recovered(&mut result);
+        }
+        Ok(result)
+    }
 }
 
 /// `_meta["mcpwatch/session_recovered"] = true`: the server's state was lost.

@@ -75,8 +75,8 @@ pub(crate) struct Downstream {
     in_flight: Mutex<HashMap<String, CancellationToken>>,
     /// The server's requests awaiting this client's answer, by id key.
     pending: Mutex<HashMap<String, oneshot::Sender<Value>>>,
-    /// The scopes its requests ran in (for notifications).
-    scopes: Mutex<HashSet<Arc<str>>>,
+    /// The `(server, scope)`s its requests ran in (for notifications).
+    scopes: Mutex<HashSet<ServerScope>>,
     ended: AtomicBool,
 }
 
@@ -182,8 +182,11 @@ pub(crate) enum Unavailable {
     Full,
 }
 
+/// An upstream server and a scope.
+type ServerScope = (Arc<str>, Arc<str>);
+
 /// Session ids by the `(server, scope)` their requests ran in.
-type ScopeIndex = HashMap<(Arc<str>, Arc<str>), HashSet<Arc<str>>>;
+type ScopeIndex = HashMap<ServerScope, HashSet<Arc<str>>>;
 
 /// Ended ids, for lookup and in order of ending (the oldest forgotten first).
 type EndedIds = (HashSet<Arc<str>>, VecDeque<Arc<str>>);
@@ -267,13 +270,14 @@ impl Sessions {
         lock(&self.map).len()
     }
 
-    /// Records that `session` ran a request in `scope`.
-    pub(crate) fn bind(&self, session: &Downstream, scope: &Arc<str>) {
-        if !lock(&session.scopes).insert(scope.clone()) {
+    /// Records that `session` ran a request on `server` in `scope`.
+    pub(crate) fn bind(&self, session: &Downstream, server: &Arc<str>, scope: &Arc<str>) {
+        let key = (server.clone(), scope.clone());
+        if !lock(&session.scopes).insert(key.clone()) {
             return;
         }
         lock(&self.by_scope)
-            .entry((session.server.clone(), scope.clone()))
+            .entry(key)
             .or_default()
             .insert(session.id.clone());
     }
@@ -306,11 +310,10 @@ impl Sessions {
         if session.ended.swap(true, Ordering::AcqRel) {
             return;
         }
-        let scopes: Vec<Arc<str>> = lock(&session.scopes).drain().collect();
+        let keys: Vec<ServerScope> = lock(&session.scopes).drain().collect();
         {
             let mut by_scope = lock(&self.by_scope);
-            for scope in scopes {
-                let key = (session.server.clone(), scope);
+            for key in keys {
                 if let Some(ids) = by_scope.get_mut(&key) {
                     ids.remove(&session.id);
                     if ids.is_empty() {

@@ -1,6 +1,7 @@
 //! Per-server state: its config, breaker, metric handles and pooled sessions.
 
 use super::upstream::{HelloCell, LostScopes, UpstreamEvents};
+use crate::config::ScopeMode;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -15,6 +16,10 @@ use crate::telemetry::metrics::ServerMetrics;
 use crate::telemetry::spans::SpanTarget;
 
 /// One configured server.
+/// The pool key of a `scopes = "shared"` server's one session (no scope name
+/// can be `*`, so closing a scope never closes it).
+pub(crate) const SHARED_SCOPE: &str = "*";
+
 pub(crate) struct ServerEntry {
     pub(crate) name: Arc<str>,
     pub(crate) spec: ServerConfig,
@@ -124,6 +129,15 @@ impl ServerEntry {
                 .as_ref()
                 .map(|(host, port)| (host.as_str(), *port)),
             tracer: self.telemetry.tracer(),
+        }
+    }
+
+    /// The pool key of `scope`: itself, or [`SHARED_SCOPE`] for a server with
+    /// `scopes = "shared"` (one session for every scope).
+    pub(crate) fn pool_scope<'a>(&self, scope: &'a str) -> &'a str {
+        match self.spec.scopes {
+            ScopeMode::PerScope => scope,
+            ScopeMode::Shared => SHARED_SCOPE,
         }
     }
 
