@@ -17,12 +17,15 @@
 //! - [`origin`]: the Origin and Host checks.
 //! - [`errors`]: runtime failures as JSON-RPC errors.
 //! - [`record`]: the SERVER span and metrics of one request.
+//! - [`aggregate`], [`names`], [`uris`]: the aggregate endpoint `/mcp`.
 
+mod aggregate;
 mod answer;
 pub(crate) mod endpoint;
 mod errors;
 mod forward;
 mod jsonrpc;
+mod names;
 mod notify;
 mod origin;
 mod outbox;
@@ -30,11 +33,12 @@ mod record;
 mod scope;
 mod session_id;
 mod sessions;
+mod uris;
 mod version;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -57,6 +61,10 @@ pub(crate) struct Gateway {
     /// The ids the gateway mints (`mcpwatch-{n}`): of the server requests
     /// sent to clients, and of the priming events of SSE answers.
     pub(crate) server_request_ids: Arc<AtomicU64>,
+    /// The aggregate endpoint's name and URI maps.
+    pub(crate) aggregate: aggregate::Aggregate,
+    /// This gateway, for the tasks it spawns.
+    pub(crate) me: Weak<Gateway>,
     stop: CancellationToken,
 }
 
@@ -86,7 +94,8 @@ impl Gateway {
         for server in runtime.config().servers.keys() {
             runtime.metrics().for_gateway_server(server);
         }
-        let gateway = Arc::new(Gateway {
+        runtime.metrics().for_gateway_server(aggregate::AGGREGATE);
+        let gateway = Arc::new_cyclic(|me| Gateway {
             sessions: Sessions::new(
                 runtime.clone(),
                 config.max_sessions,
@@ -98,6 +107,8 @@ impl Gateway {
             key,
             tool_labels: ToolLabels::default(),
             server_request_ids: Arc::new(AtomicU64::new(1)),
+            aggregate: aggregate::Aggregate::default(),
+            me: me.clone(),
             stop: CancellationToken::new(),
         });
         if !gateway

@@ -374,6 +374,11 @@ impl Runtime {
             .await
     }
 
+    /// The server's last `initialize` answer, if a session of it ever opened.
+    pub(crate) fn cached_hello(&self, server: &str) -> Option<Arc<ServerHello>> {
+        self.inner.pool.server(server).ok()?.hello.get()
+    }
+
     /// The server's last `initialize` answer; when the server was never
     /// reached, opens the pooled session of `scope` first.
     pub(crate) async fn hello(&self, server: &str, scope: &str) -> Result<Arc<ServerHello>> {

@@ -610,3 +610,128 @@ async fn results_errors_and_meta_pass_through_unchanged_with_fields_mcpwatch_doe
         "an upstream JSON-RPC error passes through with its code, message and data"
     );
 }
+
+#[tokio::test]
+async fn the_aggregate_endpoint_prefixes_merges_routes_and_leaves_a_dead_server_out() {
+    let everything = support::everything_js();
+    let config = format!(
+        "{BUILTIN}[servers.twin]\ntransport = \"builtin\"\n\
+         [servers.dead]\ntransport = \"stdio\"\ncommand = \"/nonexistent/mcp-server\"\n\
+         [servers.every]\ntransport = \"stdio\"\ncommand = \"node\"\nargs = [\"{}\", \"stdio\"]\n",
+        everything.display()
+    );
+    let agent = Agent::start(&config, &[]).await;
+    let mut client = McpHttp::new(url(&agent, "/mcp")).with_scope("agg");
+    let init = client.initialize("2025-11-25", json!({})).await;
+    let result = &init.answer()["result"];
+    assert_eq!(result["serverInfo"]["name"], "mcpwatch");
+    assert_eq!(
+        result["capabilities"]["tools"]["listChanged"], true,
+        "{result}"
+    );
+
+    let tools = client.request(1, "tools/list", json!({})).await;
+    let names: Vec<String> = tools.answer()["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{:?}", tools.messages))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    for name in [
+        "demo__echo",
+        "twin__echo",
+        "demo__counter",
+        "twin__counter",
+        "every__get-sum",
+    ] {
+        assert!(names.contains(&name.to_owned()), "{name} not in {names:?}");
+    }
+    assert!(names.iter().all(|n| !n.starts_with("dead__")));
+    let unique: std::collections::HashSet<&String> = names.iter().collect();
+    assert_eq!(unique.len(), names.len(), "no two equal names");
+    assert!(names.iter().all(|n| {
+        n.len() <= 64
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    }));
+    let warned = tools.messages.iter().any(|m| {
+        m["method"] == "notifications/message"
+            && m["params"]["data"]
+                .as_str()
+                .is_some_and(|d| d.contains("dead"))
+    });
+    assert!(
+        warned,
+        "the dead server is named in a log notification: {:?}",
+        tools.messages
+    );
+
+    // Two servers with the same tools are told apart: each keeps its own state.
+    assert_eq!(client.call(2, "demo__counter", json!({})).await.text(), "1");
+    assert_eq!(client.call(3, "demo__counter", json!({})).await.text(), "2");
+    assert_eq!(client.call(4, "twin__counter", json!({})).await.text(), "1");
+    assert_eq!(
+        client
+            .call(5, "every__get-sum", json!({"a": 2, "b": 3}))
+            .await
+            .text(),
+        "The sum of 2 and 3 is 5."
+    );
+    let unknown = client.call(6, "nobody__echo", json!({})).await;
+    assert_eq!(unknown.answer()["error"]["code"], -32602);
+
+    // Resources and templates route back to the server that listed them.
+    let resources = client.request(7, "resources/list", json!({})).await;
+    let first = resources.answer()["result"]["resources"][0]["uri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let read = client
+        .request(8, "resources/read", json!({"uri": first}))
+        .await;
+    assert!(
+        read.answer()["result"]["contents"].is_array(),
+        "{:?}",
+        read.messages
+    );
+    let templates = client
+        .request(9, "resources/templates/list", json!({}))
+        .await;
+    assert!(
+        !templates.answer()["result"]["resourceTemplates"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let prompts = client.request(10, "prompts/list", json!({})).await;
+    let prompt = prompts.answer()["result"]["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "every__simple-prompt")
+        .cloned()
+        .unwrap_or_else(|| panic!("{:?}", prompts.messages));
+    let got = client
+        .request(11, "prompts/get", json!({"name": prompt["name"]}))
+        .await;
+    assert!(
+        got.answer()["result"]["messages"].is_array(),
+        "{:?}",
+        got.messages
+    );
+    // The dead server leaves the others usable, and a dead one named directly fails typed.
+    let direct = client.call(12, "dead__anything", json!({})).await;
+    assert!(
+        ["connect_failed", "breaker_open"].contains(&direct.error_type().as_str()),
+        "{:?}",
+        direct.messages
+    );
+    assert_eq!(direct.answer()["error"]["data"]["may_have_run"], false);
+    assert_eq!(
+        client
+            .call(13, "twin__echo", json!({"message": "ok"}))
+            .await
+            .text(),
+        "ok"
+    );
+}

@@ -492,3 +492,47 @@ async fn global_cap_spans_servers() {
     );
     runtime.shutdown(Duration::from_secs(5)).await;
 }
+
+/// `scopes = "shared"`: 200 scopes use one pooled session of the server, shown
+/// as scope `*`, with requests multiplexed on it; closing a scope leaves it open.
+#[tokio::test]
+async fn a_shared_server_serves_every_scope_from_one_session() {
+    let mut demo = support::demo_stdio();
+    demo.scopes = mcpwatch::config::ScopeMode::Shared;
+    let runtime = Runtime::start(support::config([("shared", demo)]))
+        .await
+        .unwrap();
+    let counts = futures::future::join_all((0..200).map(|i| {
+        let runtime = runtime.clone();
+        async move {
+            let call = runtime
+                .call_tool(
+                    "shared",
+                    "counter",
+                    None,
+                    CallOptions::scope(format!("scope-{i}")),
+                )
+                .await
+                .unwrap();
+            support::text(&call.result).parse::<u32>().unwrap()
+        }
+    }))
+    .await;
+    let mut sorted = counts.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        (1..=200).collect::<Vec<u32>>(),
+        "one session counted every call"
+    );
+    let sessions = runtime.sessions();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0].scope, "*");
+    assert_eq!(
+        runtime.close_scope("scope-7").await.unwrap(),
+        0,
+        "closing a scope leaves it open"
+    );
+    assert_eq!(runtime.sessions().len(), 1);
+    runtime.shutdown(Duration::from_secs(10)).await;
+}

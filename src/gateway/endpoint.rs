@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Gateway;
+use super::aggregate::AGGREGATE;
 use super::answer::{self, CancelOnDrop};
 use super::forward::{self, Caller, Failure};
 use super::jsonrpc::{self, Body, Message, Refused, id_key};
@@ -49,6 +50,14 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 /// The gateway's routes.
 pub(crate) fn router() -> Router<AgentState> {
     Router::new()
+        .route(
+            "/mcp",
+            post(post_message).get(get_stream).delete(delete_session),
+        )
+        .route(
+            "/scopes/{scope}/mcp",
+            post(post_message).get(get_stream).delete(delete_session),
+        )
         .route(
             "/mcp/{server}",
             post(post_message).get(get_stream).delete(delete_session),
@@ -86,8 +95,9 @@ fn route(
             "gateway mode is off (gateway.enabled)",
         ));
     };
-    let server = params.get("server").map(String::as_str).unwrap_or_default();
-    if !gateway.runtime.config().servers.contains_key(server) {
+    // No server in the path: the aggregate endpoint.
+    let server = params.get("server").map_or(AGGREGATE, String::as_str);
+    if server != AGGREGATE && !gateway.runtime.config().servers.contains_key(server) {
         return Err(refuse(
             StatusCode::NOT_FOUND,
             jsonrpc::INVALID_REQUEST,

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Gateway;
+use super::aggregate::{self, AGGREGATE};
 use super::errors::rpc_error;
 use super::jsonrpc::{self, INVALID_PARAMS, INVALID_REQUEST, Request, id_key};
 use super::outbox::{Outgoing, RequestStreamSlot};
@@ -187,6 +188,9 @@ async fn dispatch(
             let hello = hello(gateway, caller, &scope).await?;
             Ok(discover_result(&caller.server, &hello))
         }
+        _ if caller.server.as_ref() == AGGREGATE => {
+            aggregate::dispatch(gateway, caller, request, tx).await
+        }
         _ => forward(gateway, caller, request, tx).await,
     }
 }
@@ -215,6 +219,9 @@ pub(crate) async fn hello(
     caller: &Caller,
     scope: &str,
 ) -> Result<Arc<ServerHello>, Failure> {
+    if caller.server.as_ref() == AGGREGATE {
+        return Ok(Arc::new(aggregate::hello(gateway, scope)));
+    }
     gateway
         .runtime
         .hello(&caller.server, scope)
@@ -265,7 +272,11 @@ fn capabilities(hello: &ServerHello) -> Value {
 }
 
 fn server_info(server: &str) -> Value {
-    json!({"name": format!("mcpwatch/{server}"), "version": env!("CARGO_PKG_VERSION")})
+    let name = match server {
+        AGGREGATE => "mcpwatch".to_owned(),
+        server => format!("mcpwatch/{server}"),
+    };
+    json!({"name": name, "version": env!("CARGO_PKG_VERSION")})
 }
 
 /// Forwards `request` on the scope's pooled session.

@@ -270,6 +270,15 @@ impl Sessions {
         lock(&self.map).len()
     }
 
+    /// Every session of the route `server`.
+    pub(crate) fn of_server(&self, server: &str) -> Vec<Arc<Downstream>> {
+        lock(&self.map)
+            .values()
+            .filter(|s| s.server.as_ref() == server)
+            .cloned()
+            .collect()
+    }
+
     /// Records that `session` ran a request on `server` in `scope`.
     pub(crate) fn bind(&self, session: &Downstream, server: &Arc<str>, scope: &Arc<str>) {
         let key = (server.clone(), scope.clone());
