@@ -39,6 +39,10 @@ pub use secret::{REDACTED, Secret};
 /// The name of the built-in demo server present when no config file is given.
 pub const DEMO_SERVER: &str = "demo";
 
+/// The gateway's aggregate endpoint `/mcp`: its route and `mcp_server` label;
+/// no server may take the name.
+pub const AGGREGATE_SERVER: &str = "_aggregate";
+
 /// The whole configuration (DESIGN §7).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -418,3 +418,46 @@ fn check_config_prints_the_effective_config_without_secrets() {
         assert!(!all.contains(secret), "{secret} printed:\n{all}");
     }
 }
+
+#[test]
+fn aggregate_names_are_checked_and_aggregate_is_reserved() {
+    let problems = |toml: &str| {
+        let f = file(toml);
+        match load(Some(f.path()), env(&[])) {
+            Ok(_) => Vec::new(),
+            Err(error) => error.problems.iter().map(|p| p.path.clone()).collect(),
+        }
+    };
+    let builtin = "transport = \"builtin\"\n";
+    assert_eq!(
+        problems(&format!("[servers._aggregate]\n{builtin}")),
+        ["servers._aggregate"]
+    );
+    for bad in ["a__b", "_lead", "trail_", "dot.ted"] {
+        assert_eq!(
+            problems(&format!("[servers.\"{bad}\"]\n{builtin}")),
+            [format!("servers.{bad}")],
+            "{bad}"
+        );
+    }
+    // Left out of the aggregate endpoint, or with the gateway off: no problem.
+    assert!(
+        problems(&format!(
+            "[gateway]\nexpose = [\"ok\"]\n[servers.ok]\n{builtin}[servers.a__b]\n{builtin}"
+        ))
+        .is_empty()
+    );
+    assert!(
+        problems(&format!(
+            "[gateway]\nenabled = false\n[servers.a__b]\n{builtin}"
+        ))
+        .is_empty()
+    );
+    assert_eq!(
+        problems(&format!(
+            "[gateway]\nexpose = [\"missing\"]\n[servers.ok]\n{builtin}"
+        )),
+        ["gateway.expose"]
+    );
+    assert!(problems(&format!("[servers.my_server-2]\n{builtin}")).is_empty());
+}

@@ -490,3 +490,59 @@ async fn langgraph_threads_get_one_upstream_session_each_with_the_scope_intercep
     downstream_sessions_end(&agent).await;
     upstream_scopes_become(&agent, &["t1", "t2"]).await;
 }
+
+/// The aggregate endpoint `/mcp`: the mcp 2.x client (both modes) and
+/// langchain-mcp-adapters see every server's tools as `{server}__{name}` and
+/// call them; two servers with the same tools are told apart.
+#[tokio::test]
+async fn clients_see_and_call_every_servers_tools_on_the_aggregate_endpoint() {
+    let config = format!("{BUILTIN}[servers.twin]\ntransport = \"builtin\"\n");
+    let agent = Agent::start(&config, &[]).await;
+    let url = format!("{}/mcp", agent.api);
+    for (mode, prefix) in [("legacy", "demo__"), ("auto", "twin__")] {
+        let run = py2(
+            &url,
+            &[
+                "--scenario",
+                "basic",
+                "--mode",
+                mode,
+                "--scope",
+                "agg",
+                "--tool-prefix",
+                prefix,
+            ],
+        )
+        .await
+        .ok();
+        assert_eq!(run["server_name"], "mcpwatch", "{run}");
+        assert_eq!(run["counter"], json!([1, 2]), "{mode}: {run}");
+        for tool in ["demo__echo", "twin__echo", "demo__counter", "twin__counter"] {
+            assert!(
+                run["tools"].as_array().unwrap().contains(&json!(tool)),
+                "{tool}: {run}"
+            );
+        }
+    }
+    // Same scope, other server's counter: its own state, 1 again; demo's goes on.
+    let again = py2(
+        &url,
+        &[
+            "--scenario",
+            "counter",
+            "--scope",
+            "agg",
+            "--tool-prefix",
+            "demo__",
+        ],
+    )
+    .await
+    .ok();
+    assert_eq!(again["counter"], 3, "{again}");
+    let graph = langgraph(&url, &["--interceptor", "--tool-prefix", "twin__"])
+        .await
+        .ok();
+    assert_eq!(graph["t1"], json!([1, 2, 3]), "{graph}");
+    assert_eq!(graph["t2"], json!([1, 2, 3]), "{graph}");
+    downstream_sessions_end(&agent).await;
+}

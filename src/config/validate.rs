@@ -475,8 +475,7 @@ pub(super) fn warnings(config: &Config) -> Vec<ConfigProblem> {
     warnings
 }
 
-/// The `mcp_server` label and route name of the aggregate endpoint `/mcp`.
-pub(crate) const AGGREGATE_NAME: &str = "_aggregate";
+use super::AGGREGATE_SERVER as AGGREGATE_NAME;
 
 /// Longest server name on the aggregate endpoint (tool names there are
 /// `{server}__{tool}`, at most 64 characters).
@@ -503,7 +502,11 @@ fn check_exposed_names(config: &Config, problem: &mut impl FnMut(String, String)
     if !config.gateway.enabled {
         return;
     }
-    for name in config.servers.keys().filter(|n| config.gateway.exposes(n)) {
+    for name in config
+        .servers
+        .keys()
+        .filter(|n| config.gateway.exposes(n) && n.as_str() != AGGREGATE_NAME)
+    {
         if let Err(why) = exposable(name) {
             problem(
                 format!("servers.{name}"),

@@ -28,7 +28,7 @@ use super::uris::{self, UriRoutes};
 use crate::runtime::ServerHello;
 
 /// The route name and `mcp_server` label of the aggregate endpoint.
-pub(crate) const AGGREGATE: &str = "_aggregate";
+pub(crate) use crate::config::AGGREGATE_SERVER as AGGREGATE;
 
 /// Most pages followed per server and list.
 const MAX_PAGES: usize = 100;

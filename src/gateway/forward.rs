@@ -124,7 +124,11 @@ pub(crate) async fn serve(
         .with_context(context)
         .await;
     match outcome {
-        Ok(result) => {
+        Ok(mut result) => {
+            // No downstream session: a 2026-07-28 request (the session revisions need one).
+            if caller.session.is_none() {
+                version::complete_stateless_result(&request.method, &mut result);
+            }
             served.finish("", "", None);
             jsonrpc::result_answer(&request.id, result)
         }
@@ -287,14 +291,8 @@ async fn forward(
     tx: &mpsc::Sender<Outgoing>,
 ) -> Result<Value, Failure> {
     let (hold, params) = Forwarding::begin(caller, request, tx)?;
-    let mut result = hold
-        .send(gateway, caller, &caller.server, &request.method, params, tx)
-        .await?;
-    // No downstream session: a 2026-07-28 request (the session revisions need one).
-    if caller.session.is_none() {
-        version::complete_stateless_result(&request.method, &mut result);
-    }
-    Ok(result)
+    hold.send(gateway, caller, &caller.server, &request.method, params, tx)
+        .await
 }
 
 /// A downstream request being forwarded: its scope, its cancel token

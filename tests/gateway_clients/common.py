@@ -16,6 +16,15 @@ from typing import Any, NoReturn
 
 SCOPE_HEADER = "X-Mcpwatch-Scope"
 
+#: Put before every tool name the scenarios call (``--tool-prefix``): ``demo__`` on the
+#: gateway's aggregate endpoint ``/mcp``, where tools are named ``{server}__{name}``.
+_TOOL_PREFIX = ""
+
+
+def tool(name: str) -> str:
+    """The name to call the demo tool ``name`` by (with ``--tool-prefix``)."""
+    return _TOOL_PREFIX + name
+
 
 class ScenarioFailed(Exception):
     """A scenario saw something other than what it expects; the message says what."""
@@ -37,9 +46,17 @@ def parse_args(
         default=default_timeout,
         help=f"seconds for the whole scenario (default {default_timeout:g})",
     )
+    parser.add_argument(
+        "--tool-prefix",
+        default="",
+        help="put before every tool name called (demo__ on the aggregate endpoint /mcp)",
+    )
     if extra is not None:
         extra(parser)
-    return parser.parse_args()
+    args = parser.parse_args()
+    global _TOOL_PREFIX
+    _TOOL_PREFIX = args.tool_prefix
+    return args
 
 
 def scope_headers(scope: str | None) -> dict[str, str]:

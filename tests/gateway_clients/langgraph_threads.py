@@ -62,7 +62,7 @@ def add_options(parser: Any) -> None:
 def script() -> Iterator[AIMessage]:
     """The fake model's replies: each turn calls `counter` once, then answers."""
     for n in itertools.count(1):
-        yield AIMessage(content="", tool_calls=[{"name": "counter", "args": {}, "id": f"call-{n}"}])
+        yield AIMessage(content="", tool_calls=[{"name": common.tool("counter"), "args": {}, "id": f"call-{n}"}])
         yield AIMessage(content=f"turn {n} done")
 
 
@@ -141,7 +141,7 @@ async def run(args: Any) -> dict[str, Any]:
     interceptors = [mcpwatch_scope, recorder] if args.interceptor else [recorder]
     client = MultiServerMCPClient({SERVER: connection}, tool_interceptors=interceptors)
     tools = await client.get_tools()
-    counter = [tool for tool in tools if tool.name == "counter"]
+    counter = [tool for tool in tools if tool.name == common.tool("counter")]
     if not counter:
         raise common.ScenarioFailed(f"no counter tool among {[tool.name for tool in tools]}")
     graph = build_graph(counter)

@@ -97,17 +97,17 @@ class Callbacks:
 async def basic(client: Client, result: dict[str, Any]) -> None:
     tools = await client.list_tools()
     result["tools"] = sorted(tool.name for tool in tools.tools)
-    echoed = await client.call_tool("echo", {"message": "hello gateway"})
+    echoed = await client.call_tool(common.tool("echo"), {"message": "hello gateway"})
     result["echo"] = common.text_of(echoed)
     if result["echo"] != "hello gateway":
         raise common.ScenarioFailed(f"echo answered {result['echo']!r}")
     result["counter"] = [
-        common.counter_value(await client.call_tool("counter", {})) for _ in range(2)
+        common.counter_value(await client.call_tool(common.tool("counter"), {})) for _ in range(2)
     ]
 
 
 async def counter(client: Client, result: dict[str, Any]) -> None:
-    result["counter"] = common.counter_value(await client.call_tool("counter", {}))
+    result["counter"] = common.counter_value(await client.call_tool(common.tool("counter"), {}))
 
 
 async def run(args: Any) -> dict[str, Any]:
