@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 use serde_path_to_error::Segment;
 
+use super::AGGREGATE_SERVER as AGGREGATE_NAME;
 use super::{
     Config, ConfigProblem, Lifecycle, OAuthConfig, OAuthGrant, ServerConfig, TransportKind,
 };
@@ -474,8 +475,6 @@ pub(super) fn warnings(config: &Config) -> Vec<ConfigProblem> {
     }
     warnings
 }
-
-use super::AGGREGATE_SERVER as AGGREGATE_NAME;
 
 /// Longest server name on the aggregate endpoint (tool names there are
 /// `{server}__{tool}`, at most 64 characters).
