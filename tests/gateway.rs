@@ -735,3 +735,50 @@ async fn the_aggregate_endpoint_prefixes_merges_routes_and_leaves_a_dead_server_
         "ok"
     );
 }
+
+#[tokio::test]
+async fn a_server_reached_later_announces_itself_to_the_aggregate_sessions() {
+    let port = support::free_port();
+    let config = format!(
+        "{BUILTIN}[servers.late]\ntransport = \"http\"\nurl = \"http://127.0.0.1:{port}/mcp\"\n"
+    );
+    let agent = Agent::start(&config, &[]).await;
+    // The first session: `late` is down, initialize does not wait on it.
+    let mut first = McpHttp::new(url(&agent, "/mcp"));
+    let started = Instant::now();
+    assert_eq!(first.initialize("2025-11-25", json!({})).await.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "never waits on a dead server"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await; // the background attempts end
+    let mut stream = first
+        .http
+        .get(&first.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", first.session.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    // `late` comes up; the next initialize reaches it in the background.
+    let _late = support::HttpDemo::start_at(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let mut second = McpHttp::new(url(&agent, "/mcp"));
+    assert_eq!(second.initialize("2025-11-25", json!({})).await.status, 200);
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.contains("notifications/tools/list_changed") && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(1), stream.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(_) => break,
+            Err(_) => {}
+        }
+    }
+    assert!(seen.contains("notifications/tools/list_changed"), "{seen}");
+    let tools = first.request(1, "tools/list", json!({})).await;
+    let listed = tools.answer()["result"]["tools"].to_string();
+    assert!(
+        listed.contains("late__echo") && listed.contains("demo__echo"),
+        "{listed}"
+    );
+}
