@@ -782,3 +782,71 @@ async fn a_server_reached_later_announces_itself_to_the_aggregate_sessions() {
         "{listed}"
     );
 }
+
+#[tokio::test]
+async fn each_request_is_a_server_span_parented_on_the_clients_traceparent() {
+    use support::receivers::{Behaviour, OtlpReceiver, attr};
+    let receiver = OtlpReceiver::start(Behaviour::Answer).await;
+    let config = format!(
+        "{BUILTIN}[telemetry.otlp]\nendpoint = \"{}\"\n",
+        receiver.endpoint
+    );
+    let mut agent = Agent::start(&config, &[]).await;
+    let mut client = McpHttp::new(url(&agent, "/mcp/demo")).with_scope("traced");
+    client.initialize("2025-11-25", json!({})).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = "00f067aa0ba902b7";
+    let seen = client
+        .request(
+            1,
+            "tools/call",
+            json!({"name": "traceparent", "arguments": {},
+            "_meta": {"traceparent": format!("00-{trace}-{parent}-01")}}),
+        )
+        .await
+        .text();
+    assert!(
+        seen.contains(trace),
+        "the upstream got the same trace: {seen}"
+    );
+    assert!(
+        !seen.contains(parent),
+        "and the gateway's own span as parent: {seen}"
+    );
+    agent.terminate();
+    assert_eq!(agent.wait_exit(Duration::from_secs(15)).await, Some(0));
+    let spans = receiver.spans();
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let server = spans
+        .iter()
+        .find(|s| s.name == "tools/call traceparent" && s.kind == 2)
+        .unwrap_or_else(|| {
+            panic!(
+                "no SERVER span in {:?}",
+                spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+            )
+        });
+    assert_eq!(hex(&server.trace_id), trace);
+    assert_eq!(
+        hex(&server.parent_span_id),
+        parent,
+        "a child of the client's span"
+    );
+    assert_eq!(attr(server, "client.address"), "127.0.0.1");
+    assert_eq!(
+        attr(server, "mcp.session.id"),
+        client.session.clone().unwrap()
+    );
+    let upstream = spans
+        .iter()
+        .find(|s| s.name == "tools/call traceparent" && s.kind == 3)
+        .expect("the upstream CLIENT span");
+    assert_eq!(
+        upstream.parent_span_id, server.span_id,
+        "the SERVER span parents the upstream call"
+    );
+    assert!(
+        seen.contains(&hex(&upstream.span_id)),
+        "the server saw the CLIENT span: {seen}"
+    );
+}
