@@ -45,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::GatewayConfig;
 use crate::runtime::Runtime;
-use record::ToolLabels;
+use record::OperationHistograms;
 use session_id::{RandomFailed, SessionKey};
 use sessions::Sessions;
 
@@ -57,7 +57,7 @@ pub(crate) struct Gateway {
     pub(crate) listen: SocketAddr,
     pub(crate) sessions: Sessions,
     pub(crate) key: SessionKey,
-    pub(crate) tool_labels: ToolLabels,
+    pub(crate) histograms: OperationHistograms,
     /// The ids the gateway mints (`mcpwatch-{n}`): of the server requests
     /// sent to clients, and of the priming events of SSE answers.
     pub(crate) server_request_ids: Arc<AtomicU64>,
@@ -105,7 +105,7 @@ impl Gateway {
             config,
             listen,
             key,
-            tool_labels: ToolLabels::default(),
+            histograms: OperationHistograms::default(),
             server_request_ids: Arc::new(AtomicU64::new(1)),
             aggregate: aggregate::Aggregate::default(),
             me: me.clone(),

@@ -4,9 +4,10 @@
 //! requests) and then the answer, with a keep-alive comment every
 //! `gateway.keepalive_interval`.
 //!
-//! The request runs in its own task. A [`CancelOnDrop`] held by the waiting
-//! handler, then by the SSE stream, cancels it when the client goes away
-//! (the disconnect cancellation of DESIGN §10).
+//! The request's future is polled by the handler, then by the SSE stream: no
+//! task of its own. When the client goes away the response is dropped, and
+//! with it the request's future, which cancels the upstream request (the
+//! runtime's abandon guard): the disconnect cancellation of DESIGN §10.
 //!
 //! In a 2025-11-25 session an SSE answer opens with the priming event of
 //! SEP-1699 (an event id, `retry`, empty data). The gateway replays nothing on
@@ -19,12 +20,11 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 use futures::stream::{self, Stream};
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
-use super::jsonrpc;
 use super::outbox::Outgoing;
 
 /// How long an answer may take and still go back as plain JSON.
@@ -34,53 +34,40 @@ pub(crate) const JSON_WITHIN: Duration = Duration::from_millis(100);
 /// waits before it reconnects (SEP-1699).
 const PRIMING_RETRY: Duration = Duration::from_secs(1);
 
-/// Cancels its token when dropped, unless disarmed.
-pub(crate) struct CancelOnDrop(Option<CancellationToken>);
+/// A request being answered: its answer, computed by polling it.
+pub(crate) type Serving = BoxFuture<'static, Value>;
 
-impl CancelOnDrop {
-    pub(crate) fn new(token: CancellationToken) -> CancelOnDrop {
-        CancelOnDrop(Some(token))
-    }
-
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if let Some(token) = self.0.take() {
-            token.cancel();
-        }
-    }
-}
-
-/// The answer to one request whose task sends to `rx`; an SSE answer opens
-/// with a priming event of id `priming`, when given.
+/// The answer to one request: `serving` computes it; `rx` carries what is
+/// sent before it (progress, logs, the server's requests).
 pub(crate) async fn respond(
+    mut serving: Serving,
     mut rx: mpsc::Receiver<Outgoing>,
-    mut guard: CancelOnDrop,
     keepalive: Duration,
     priming: Option<String>,
 ) -> Response {
-    match tokio::time::timeout(JSON_WITHIN, rx.recv()).await {
-        Ok(Some(Outgoing::Final(answer))) => {
-            guard.disarm();
-            json(StatusCode::OK, &answer)
-        }
-        Ok(Some(Outgoing::Note(first))) => primed(sse(Some(first), rx, guard, keepalive), priming),
-        Ok(None) => {
-            guard.disarm();
-            let answer = jsonrpc::error_answer(
-                &Value::Null,
-                jsonrpc::INTERNAL_ERROR,
-                "the request ended without an answer",
-                None,
-            );
-            json(StatusCode::INTERNAL_SERVER_ERROR, &answer)
-        }
-        Err(_) => primed(sse(None, rx, guard, keepalive), priming),
-    }
+    let within = tokio::time::sleep(JSON_WITHIN);
+    tokio::pin!(within);
+    let phase = tokio::select! {
+        biased;
+        answer = &mut serving => match rx.try_recv() {
+            // Nothing was sent before it: plain JSON.
+            Err(_) => return json(StatusCode::OK, &answer),
+            Ok(Outgoing::Note(first)) => (Some(first), Phase::Answered(answer)),
+        },
+        Some(Outgoing::Note(first)) = rx.recv() => (Some(first), Phase::Running(serving)),
+        () = &mut within => (None, Phase::Running(serving)),
+    };
+    primed(sse(phase.0, phase.1, rx, keepalive), priming)
+}
+
+/// Where an SSE answer is.
+enum Phase {
+    /// The request runs.
+    Running(Serving),
+    /// The answer is in; the messages sent before it go first.
+    Answered(Value),
+    /// The answer went out.
+    Done,
 }
 
 /// An SSE `response` opened by the priming event `id` (SEP-1699): an event
@@ -110,26 +97,32 @@ pub(crate) fn json(status: StatusCode, body: &Value) -> Response {
     response
 }
 
-/// An SSE answer: `first` (if any), then what `rx` carries, up to the answer.
+/// An SSE answer: `first` (if any), then the messages `rx` carries while the
+/// request runs, then the answer.
 fn sse(
     first: Option<Value>,
+    phase: Phase,
     rx: mpsc::Receiver<Outgoing>,
-    guard: CancelOnDrop,
     keepalive: Duration,
 ) -> Response {
     let head = stream::iter(first.map(|v| Ok(event(&v))));
-    let rest = stream::unfold((rx, guard, false), |(mut rx, guard, done)| async move {
-        if done {
-            return None;
-        }
-        match rx.recv().await? {
-            Outgoing::Note(message) => Some((Ok(event(&message)), (rx, guard, false))),
-            Outgoing::Final(answer) => {
-                let mut guard = guard;
-                guard.disarm();
-                Some((Ok(event(&answer)), (rx, guard, true)))
-            }
-        }
+    let rest = stream::unfold((phase, rx), |(phase, mut rx)| async move {
+        let (message, next) = match phase {
+            Phase::Done => return None,
+            Phase::Answered(answer) => match rx.try_recv() {
+                Ok(Outgoing::Note(note)) => (note, Phase::Answered(answer)),
+                Err(_) => (answer, Phase::Done),
+            },
+            Phase::Running(mut serving) => tokio::select! {
+                biased;
+                Some(Outgoing::Note(note)) = rx.recv() => (note, Phase::Running(serving)),
+                answer = &mut serving => match rx.try_recv() {
+                    Ok(Outgoing::Note(note)) => (note, Phase::Answered(answer)),
+                    Err(_) => (answer, Phase::Done),
+                },
+            },
+        };
+        Some((Ok(event(&message)), (next, rx)))
     });
     stream_response(futures::StreamExt::chain(head, rest), keepalive)
 }

@@ -26,11 +26,10 @@ use axum::routing::post;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::Gateway;
 use super::aggregate::AGGREGATE;
-use super::answer::{self, CancelOnDrop};
+use super::answer;
 use super::forward::{self, Caller, Failure};
 use super::jsonrpc::{self, Body, Message, Refused, id_key};
 use super::outbox::{Outgoing, STREAM_CAPACITY};
@@ -125,6 +124,12 @@ fn session(
     let Some(id) = header(headers, SESSION_HEADER) else {
         return Ok(None);
     };
+    // An open session's id was verified when it was created here.
+    if let Some(session) = route.gateway.sessions.get(id)
+        && session.server == route.server
+    {
+        return Ok(Some(session));
+    }
     let gone = || {
         refuse(
             StatusCode::NOT_FOUND,
@@ -308,7 +313,6 @@ async fn single(
             &e.message,
         )
     })?;
-    let cancel = CancellationToken::new();
     let (tx, rx) = mpsc::channel(STREAM_CAPACITY);
     let gateway = route.gateway.clone();
     let priming = caller
@@ -317,23 +321,13 @@ async fn single(
         .filter(|s| version::primes_sse(s.version))
         .map(|_| gateway.mint_id());
     let busy = caller.session.as_ref().map(|s| s.use_now());
-    let task_cancel = cancel.clone();
-    tokio::spawn(async move {
+    let keepalive = gateway.config.keepalive_interval;
+    let serving: answer::Serving = Box::pin(async move {
         let _ticket = ticket;
         let _busy = busy;
-        let serving = forward::serve(&gateway, &caller, request, &tx);
-        tokio::select! {
-            answer = serving => { let _ = tx.send(Outgoing::Final(answer)).await; }
-            () = task_cancel.cancelled() => {}
-        }
+        forward::serve(&gateway, &caller, request, &tx).await
     });
-    Ok(answer::respond(
-        rx,
-        CancelOnDrop::new(cancel),
-        route.gateway.config.keepalive_interval,
-        priming,
-    )
-    .await)
+    Ok(answer::respond(serving, rx, keepalive, priming).await)
 }
 
 /// 2026-07-28 (SEP-2243): `Mcp-Method` must match the body's method, and
@@ -415,9 +409,8 @@ async fn initialize(route: &Route, caller: &Caller, request: jsonrpc::Request) -
     };
     let served = Served::start(
         gateway.runtime.metrics(),
-        &route.server,
-        "initialize",
-        String::new(),
+        &gateway.histograms,
+        [&route.server, "initialize", ""],
         crate::telemetry::spans::McpSpan::none(),
     );
     let hello = match initial_scope(caller, &id, params) {
@@ -562,9 +555,7 @@ async fn get_stream(
     };
     let busy = session.use_now();
     let events = futures::stream::unfold((rx, busy), |(mut rx, busy)| async move {
-        let message = match rx.recv().await? {
-            Outgoing::Note(message) | Outgoing::Final(message) => message,
-        };
+        let Outgoing::Note(message) = rx.recv().await?;
         Some((Ok(answer::event(&message)), (rx, busy)))
     });
     answer::stream_response(events, route.gateway.config.keepalive_interval)

@@ -110,14 +110,10 @@ pub(crate) async fn serve(
         .flatten();
     let span = server_span(gateway, caller, &request, tool);
     let context = span.context().cloned().unwrap_or_default();
-    let tool_label = tool.map_or(String::new(), |t| {
-        gateway.tool_labels.label(&caller.server, t)
-    });
     let served = Served::start(
         gateway.runtime.metrics(),
-        &caller.server,
-        &request.method,
-        tool_label,
+        &gateway.histograms,
+        [&caller.server, &request.method, tool.unwrap_or_default()],
         span,
     );
     let outcome = dispatch(gateway, caller, &request, tx)

@@ -14,13 +14,12 @@ use super::sessions::Downstream;
 /// Messages one answer stream may hold before new ones are dropped.
 pub(crate) const STREAM_CAPACITY: usize = 256;
 
-/// One message on an answer stream.
+/// One message on an answer stream, before the answer: a notification or a
+/// request of the server's.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
-    /// A notification or a server request, before the answer.
+    /// The message.
     Note(Value),
-    /// The answer: the stream ends after it.
-    Final(Value),
 }
 
 #[derive(Default)]

@@ -260,6 +260,11 @@ impl Sessions {
         Ok(session)
     }
 
+    /// The open session `id` (its id was verified when it was created).
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Downstream>> {
+        lock(&self.map).get(id).cloned()
+    }
+
     /// True if `gateway.max_sessions` are open.
     pub(crate) fn is_full(&self) -> bool {
         lock(&self.map).len() >= self.max

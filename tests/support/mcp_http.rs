@@ -147,6 +147,22 @@ impl McpHttp {
         reply
     }
 
+    /// `initialize` then `notifications/initialized`, whatever the latter's
+    /// status (the session may idle out in between on a loaded machine).
+    pub async fn initialize_lenient(&mut self, version: &str) {
+        let reply = self
+            .request(
+                0,
+                "initialize",
+                json!({"protocolVersion": version, "capabilities": {},
+                       "clientInfo": {"name": "gateway-test", "version": "1"}}),
+            )
+            .await;
+        self.session = reply.header("mcp-session-id");
+        self.post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+    }
+
     /// `DELETE` of the session; returns the status.
     pub async fn delete(&self) -> u16 {
         let mut request = self.http.delete(&self.url);
