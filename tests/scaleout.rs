@@ -651,6 +651,17 @@ impl Answer {
     fn is_json_error(&self) -> bool {
         self.body["error"]["type"].is_string() && self.body["error"]["message"].is_string()
     }
+
+    /// The connection closed with no answer at all: what HAProxy does to a request
+    /// that was not the first on its client connection when the replica dies under it
+    /// (it leaves the retry to the client; docs/scaling.md).
+    fn closed_without_answer(&self) -> bool {
+        self.status == 0
+            && self
+                .body
+                .as_str()
+                .is_some_and(|b| b.contains("IncompleteMessage"))
+    }
 }
 
 /// A demo tool called over `/v1` at `base` (HAProxy or a replica), scope in the header.
@@ -884,7 +895,7 @@ async fn affinity(fleet: &Fleet) -> BTreeMap<String, usize> {
     let started = Instant::now();
     let scopes: Vec<String> = (0..SCOPES).map(|i| format!("t-{i:03}")).collect();
     futures::stream::iter(&scopes)
-        .for_each_concurrent(8, |scope| scope_counts_to_ten(fleet, scope))
+        .for_each_concurrent(16, |scope| scope_counts_to_ten(fleet, scope))
         .await;
     futures::stream::iter(0..40)
         .for_each_concurrent(8, |_| session_counts_to_ten(fleet))
@@ -1010,7 +1021,7 @@ async fn dashboards_across_replicas(fleet: &Fleet) {
         .await;
     prometheus
         .wait_nonempty(
-            "count(sum by (instance) (increase(mcp_client_operation_duration_seconds_count{job=\"mcpwatch\", error_type=\"tool_error\"}[30s])) > 0) == 3",
+            "count(count by (instance) (mcp_client_operation_duration_seconds_count{job=\"mcpwatch\", error_type=\"tool_error\"})) == 3",
             within,
         )
         .await;
@@ -1034,14 +1045,14 @@ async fn dashboards_across_replicas(fleet: &Fleet) {
 /// The replica scenario 2 kills (its index).
 const VICTIM: usize = 1;
 
-/// Checks the answers of the load around the kill (see [`kill_under_load`]); returns
-/// how many calls failed.
+/// Checks the answers of the load around the kill (see [`kill_under_load`]).
 fn check_kill(
     answers: &[Answer],
     owners: &BTreeMap<String, usize>,
     killed_at: Instant,
     down_at: Instant,
-) -> usize {
+) -> KillFigures {
+    let mut figures = KillFigures::default();
     for answer in answers {
         if answer.answered < killed_at {
             assert!(answer.ok(), "a call answered before the kill failed: {answer:?}");
@@ -1050,10 +1061,14 @@ fn check_kill(
             assert!(answer.ok(), "a call sent after HAProxy marked the replica DOWN failed: {answer:?}");
         }
         if !answer.ok() {
-            // Only calls in flight on the dead replica fail, with a JSON error body.
+            // Only calls to the dead replica fail (in flight at the kill, or sent before
+            // HAProxy saw it down on a connection HAProxy kept to it): HAProxy's JSON
+            // 502, or (on a kept-alive client connection) the connection closed.
             assert_eq!(owners[&answer.scope], VICTIM, "{answer:?}");
-            assert!(answer.sent < killed_at, "not in flight at the kill: {answer:?}");
-            assert!(answer.is_json_error(), "not a JSON error body: {answer:?}");
+            assert!(
+                answer.is_json_error() || answer.closed_without_answer(),
+                "neither a JSON error body nor a closed connection: {answer:?}"
+            );
         }
     }
     for (scope, owner) in owners {
@@ -1061,23 +1076,45 @@ fn check_kill(
         if *owner == VICTIM {
             // Its next call sent after the kill succeeds on another replica, with a
             // fresh session: the counter starts again.
-            let next = mine.iter().find(|a| a.sent >= killed_at).expect("a call after the kill");
-            assert!(next.ok(), "{next:?}");
+            let next = mine
+                .iter()
+                .find(|a| a.sent >= killed_at && a.ok())
+                .expect("a call after the kill succeeds");
             assert_eq!((next.counter(), next.reused()), (Some(1), Some(false)), "{next:?}");
         }
         // Survivors' scopes continue on their session; the moved ones from 1 once.
-        let mut expected = CALLS_PER_SCOPE + 1;
+        // Survivors' scopes continue on their session. A moved scope starts again at 1,
+        // and may do so twice: HAProxy redispatches its calls sent before it marked the
+        // replica DOWN to the next replica on the ring, and afterwards hashes them onto
+        // the ring without the replica, which can be another one (docs/scaling.md).
+        let (mut expected, mut fresh) = (CALLS_PER_SCOPE + 1, 0);
         for answer in mine.iter().filter(|a| a.ok()) {
             let value = answer.counter().unwrap();
             if value != expected {
-                let moved = *owner == VICTIM && value == 1 && expected > CALLS_PER_SCOPE;
-                assert!(moved, "scope {scope}: {value} where {expected} was due: {answer:?}");
+                let moved = *owner == VICTIM && value == 1 && answer.reused() == Some(false);
+                assert!(moved && fresh < 2, "scope {scope}: {value} where {expected} was due: {answer:?}");
                 assert!(answer.answered >= killed_at, "{answer:?}");
+                fresh += 1;
             }
             expected = value + 1;
         }
+        figures.moved_twice += usize::from(fresh == 2);
     }
-    answers.iter().filter(|a| !a.ok()).count()
+    let failed: Vec<&Answer> = answers.iter().filter(|a| !a.ok()).collect();
+    figures.in_flight = failed.iter().filter(|a| a.sent < killed_at).count();
+    figures.after_kill = failed.len() - figures.in_flight;
+    figures
+}
+
+/// What [`check_kill`] counted.
+#[derive(Debug, Default)]
+struct KillFigures {
+    /// Failed calls that were in flight at the kill.
+    in_flight: usize,
+    /// Failed calls sent between the kill and HAProxy's DOWN.
+    after_kill: usize,
+    /// Moved scopes that got a fresh session twice.
+    moved_twice: usize,
 }
 
 /// Scenario 2, then scenario 4. Eight clients call `counter` on the 200 scopes through
@@ -1086,12 +1123,18 @@ async fn kill_under_load(fleet: &mut Fleet, owners: &BTreeMap<String, usize>) {
     let scopes: Vec<String> = owners.keys().cloned().collect();
     let load = Load::start(&fleet.http, fleet.lb(), &scopes, 8, "counter", json!({}));
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // Each long call on a connection of its own (the first request of its client
+    // connection): HAProxy answers those with its JSON 502.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let long_calls: Vec<_> = owners
         .iter()
         .filter(|(_, owner)| **owner == VICTIM)
         .take(3)
         .map(|(scope, _)| {
-            let (http, lb, scope) = (fleet.http.clone(), fleet.lb().to_owned(), scope.clone());
+            let (http, lb, scope) = (fresh.clone(), fleet.lb().to_owned(), scope.clone());
             tokio::spawn(async move { call(&http, &lb, &scope, "sleep", json!({"ms": 5000})).await })
         })
         .collect();
@@ -1114,7 +1157,7 @@ async fn kill_under_load(fleet: &mut Fleet, owners: &BTreeMap<String, usize>) {
         assert_eq!(answer.body["error"]["type"], "transport_closed", "{answer:?}");
         assert_eq!(answer.body["error"]["may_have_run"], true, "{answer:?}");
     }
-    let failed = check_kill(&answers, owners, killed_at, down_at);
+    let figures = check_kill(&answers, owners, killed_at, down_at);
     // The moved scopes now live on the survivors, who kept their own.
     let moved: BTreeSet<&String> = owners.iter().filter(|(_, o)| **o == VICTIM).map(|(s, _)| s).collect();
     let mut held = BTreeSet::new();
@@ -1129,10 +1172,13 @@ async fn kill_under_load(fleet: &mut Fleet, owners: &BTreeMap<String, usize>) {
     let share = moved.len() as f64 / SCOPES as f64;
     assert!(share <= 1.0 / 3.0 + 0.05, "{} of {SCOPES} scopes moved", moved.len());
     eprintln!(
-        "kill: {} calls, {failed} failed (in flight on the victim) + 3 long calls answered 502; {} of {SCOPES} scopes moved ({:.1}%); DOWN {:?} after the kill",
+        "kill: {} calls; failed: {} in flight at the kill (and the 3 long calls: 502), {} sent between the kill and DOWN; {} of {SCOPES} scopes moved ({:.1}%), {} of them twice; DOWN {:?} after the kill",
         answers.len(),
+        figures.in_flight,
+        figures.after_kill,
         moved.len(),
         share * 100.0,
+        figures.moved_twice,
         down_at - killed_at
     );
     incident_path(fleet, killed_at, &target).await;
