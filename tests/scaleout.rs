@@ -142,11 +142,13 @@ impl Replica {
         let config = dir.join(format!("replica-{number}.toml"));
         // shutdown_delay: above HAProxy's detection of a draining replica (2.25s, see
         // haproxy.cfg), so that it stops sending before the listeners close.
+        // SCALEOUT_SHUTDOWN_DELAY=0s shows what happens without (docs/scaling.md).
+        let delay = std::env::var("SCALEOUT_SHUTDOWN_DELAY").unwrap_or_else(|_| "3s".into());
         std::fs::write(
             &config,
             format!(
                 "[agent]\nlisten = \"127.0.0.1:{api}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
-                 drain_timeout = \"10s\"\nshutdown_delay = \"3s\"\n\
+                 drain_timeout = \"10s\"\nshutdown_delay = \"{delay}\"\n\
                  [gateway]\nsession_key = \"${{MCPWATCH_SESSION_KEY}}\"\n\
                  [servers.demo]\ntransport = \"builtin\"\n"
             ),
@@ -699,8 +701,9 @@ async fn call(
     }
 }
 
-/// Steady load through HAProxy: `workers` tasks, each calling `tool` on its own share
-/// of `scopes` in turn (so the calls of one scope never overlap), until stopped.
+/// Steady load through HAProxy: `workers` clients (each with its own connection pool,
+/// as separate client processes would be), each calling `tool` on its own share of
+/// `scopes` in turn (so the calls of one scope never overlap), until stopped.
 struct Load {
     stop: Arc<AtomicBool>,
     calls: Arc<AtomicUsize>,
@@ -709,7 +712,6 @@ struct Load {
 
 impl Load {
     fn start(
-        http: &reqwest::Client,
         base: &str,
         scopes: &[String],
         workers: usize,
@@ -721,7 +723,11 @@ impl Load {
         let workers = (0..workers)
             .map(|w| {
                 let mine: Vec<String> = scopes.iter().skip(w).step_by(workers).cloned().collect();
-                let (http, base, arguments) = (http.clone(), base.to_owned(), arguments.clone());
+                let http = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .unwrap();
+                let (base, arguments) = (base.to_owned(), arguments.clone());
                 let (stop, calls) = (stop.clone(), calls.clone());
                 tokio::spawn(async move {
                     let started = Instant::now();
@@ -1121,7 +1127,7 @@ struct KillFigures {
 /// HAProxy while three long `sleep` calls are in flight on one replica; it is SIGKILLed.
 async fn kill_under_load(fleet: &mut Fleet, owners: &BTreeMap<String, usize>) {
     let scopes: Vec<String> = owners.keys().cloned().collect();
-    let load = Load::start(&fleet.http, fleet.lb(), &scopes, 8, "counter", json!({}));
+    let load = Load::start(fleet.lb(), &scopes, 8, "counter", json!({}));
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Each long call on a connection of its own (the first request of its client
     // connection): HAProxy answers those with its JSON 502.
@@ -1235,7 +1241,7 @@ async fn rolling_restart(fleet: &mut Fleet) {
     let started = Instant::now();
     let retries_before = fleet.haproxy.sample("haproxy_backend_retry_warnings_total", &[]).await;
     let scopes: Vec<String> = (0..64).map(|i| format!("r-{i:02}")).collect();
-    let load = Load::start(&fleet.http, fleet.lb(), &scopes, 16, "sleep", json!({"ms": 20}));
+    let load = Load::start(fleet.lb(), &scopes, 16, "sleep", json!({"ms": 20}));
     tokio::time::sleep(Duration::from_secs(1)).await;
     for i in 0..fleet.replicas.len() {
         let (replica, http) = (&fleet.replicas[i], &fleet.http);
