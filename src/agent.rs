@@ -3,9 +3,9 @@
 //!
 //! Shutdown (SIGTERM/SIGINT in the binary): `/readyz` turns 503 and new calls get
 //! 503 `shutting_down` at once; calls in flight may finish for `agent.drain_timeout`,
-//! and the listeners stay open for at least `agent.shutdown_delay` (so a load balancer
-//! stops sending before connections close); then the listeners close, the runtime shuts down (every session closed, every
-//! child reaped), and [`serve`] returns.
+//! and the listeners stay open for at least `agent.shutdown_delay` (so that a load
+//! balancer stops sending before connections close); then the listeners close, the
+//! runtime shuts down (every session closed, every child reaped), and [`serve`] returns.
 
 pub(crate) mod admin;
 pub(crate) mod api;
@@ -173,7 +173,12 @@ pub async fn serve(
 /// fail gets 503 `shutting_down` (retryable elsewhere) rather than a closed connection.
 async fn drain(state: &AgentState, config: &AgentConfig) -> bool {
     let since = tokio::time::Instant::now();
-    tracing::info!(in_flight = state.in_flight(), drain_timeout = ?config.drain_timeout, shutdown_delay = ?config.shutdown_delay, "shutting down: draining calls");
+    tracing::info!(
+        in_flight = state.in_flight(),
+        drain_timeout = ?config.drain_timeout,
+        shutdown_delay = ?config.shutdown_delay,
+        "shutting down: draining calls"
+    );
     state.start_draining();
     let drained = state.wait_drained(config.drain_timeout).await;
     if !drained {

@@ -1914,6 +1914,7 @@ fn check_config(relative: &str) -> String {
         .args(["check-config", "--config"])
         .arg(path(relative))
         .env("MCPWATCH_TOKEN", "test-token")
+        .env("MCPWATCH_SESSION_KEY", "test-session-key-0123456789")
         .env_remove("SENTRY_DSN")
         .output()
         .unwrap();
@@ -1965,7 +1966,7 @@ fn every_shipped_config_is_valid() {
 #[test]
 fn the_operations_docs_point_at_files_that_exist() {
     let mut checked = 0;
-    for doc in ["docs/operations.md", "alerts/runbook.md"] {
+    for doc in ["docs/operations.md", "docs/scaling.md", "alerts/runbook.md"] {
         let text = read(doc);
         for (i, part) in text.split('`').enumerate() {
             // Odd parts are inside backticks.
@@ -2426,7 +2427,10 @@ fn check_envoy(envoy: &Value, host: &str, api: u16, admin: u16) {
     for route in routes {
         let (prefix, action) = (route["match"]["prefix"].as_str().unwrap(), &route["route"]);
         assert_eq!(action["cluster"], cluster["name"]);
-        assert_eq!(action["timeout"], "0s", "{prefix}: calls carry their own deadline");
+        assert_eq!(
+            action["timeout"], "0s",
+            "{prefix}: calls carry their own deadline"
+        );
         let policies = action["hash_policy"].as_array().unwrap();
         assert_eq!(policies.len(), 2, "{prefix}");
         assert_eq!(policies[0]["header"]["header_name"], "x-mcpwatch-scope");
@@ -2438,7 +2442,10 @@ fn check_envoy(envoy: &Value, host: &str, api: u16, admin: u16) {
             assert_eq!(fallback["header_name"], ":path", "{prefix}");
             let rewrite = &fallback["regex_rewrite"];
             let pattern = rewrite["pattern"]["regex"].as_str().unwrap();
-            assert!(pattern.starts_with(&format!("^{prefix}")), "{prefix}: {pattern}");
+            assert!(
+                pattern.starts_with(&format!("^{prefix}")),
+                "{prefix}: {pattern}"
+            );
             assert_eq!(pattern.matches("([^/?]+)").count(), 1, "{pattern}");
             assert_eq!(rewrite["substitution"], "\\1");
         }
@@ -2456,9 +2463,12 @@ fn check_envoy(envoy: &Value, host: &str, api: u16, admin: u16) {
     for mapper in mappers {
         let format = &mapper["body_format_override"];
         assert_eq!(format["content_type"], "application/json");
-        let body: Value =
-            serde_json::from_str(format["text_format_source"]["inline_string"].as_str().unwrap())
-                .unwrap();
+        let body: Value = serde_json::from_str(
+            format["text_format_source"]["inline_string"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
         assert!(body["error"]["type"].is_string() && body["error"]["may_have_run"].is_boolean());
     }
     assert_eq!(mappers.len(), 3);
@@ -2865,8 +2875,28 @@ fn the_kubernetes_manifests_are_consistent() {
     let ingress = find(&shared_docs, "Ingress", "mcpwatch");
     assert_eq!(
         ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/upstream-hash-by"],
-        "$http_x_mcpwatch_scope"
+        "$mcpwatch_scope"
     );
+    // ... a map the controller's ConfigMap defines: header, path scope, session id.
+    let hash_key = &yaml_docs(&path(
+        "deploy/kubernetes/examples/shared/ingress-nginx-hash-key.yaml",
+    ))[0];
+    let snippet = hash_key["data"]["http-snippet"].as_str().unwrap();
+    for needle in [
+        "$http_x_mcpwatch_scope|$uri|$http_mcp_session_id\" $mcpwatch_scope",
+        "/scopes/(?<scope>",
+        "/v1/scopes/(?<scope>",
+        "/v1/sessions/[^/|]+/(?<scope>",
+    ] {
+        assert!(snippet.contains(needle), "the hash key map lacks {needle}");
+    }
+    let gateway_paths: BTreeSet<&str> = ingress["spec"]["rules"][0]["http"]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(gateway_paths, BTreeSet::from(["/v1", "/mcp", "/scopes"]));
     let backend = &ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
     let target = find(&shared_docs, "Service", backend["name"].as_str().unwrap());
     assert!(

@@ -271,7 +271,10 @@ impl Haproxy {
             .env("HAPROXY_METRICS_BIND", format!("127.0.0.1:{metrics_port}"));
         for (i, replica) in replicas.iter().enumerate() {
             command
-                .env(format!("MCPWATCH_{}", i + 1), format!("127.0.0.1:{}", replica.api))
+                .env(
+                    format!("MCPWATCH_{}", i + 1),
+                    format!("127.0.0.1:{}", replica.api),
+                )
                 .env(
                     format!("MCPWATCH_{}_ADMIN_PORT", i + 1),
                     replica.admin.to_string(),
@@ -373,13 +376,22 @@ impl Prometheus {
         let mut command = Command::new(PROMETHEUS);
         command
             .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--storage.tsdb.retention.time=1h");
         let process = spawn(&mut command, port, &log);
         let url = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
-        wait_ok(&http, &format!("{url}/-/ready"), Duration::from_secs(30), &log).await;
+        wait_ok(
+            &http,
+            &format!("{url}/-/ready"),
+            Duration::from_secs(30),
+            &log,
+        )
+        .await;
         Prometheus {
             _process: process,
             url,
@@ -407,7 +419,10 @@ impl Prometheus {
         if body["status"] != "success" {
             return Err(format!("{}: {}", body["errorType"], body["error"]));
         }
-        Ok(body["data"]["result"].as_array().cloned().unwrap_or_default())
+        Ok(body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// Polls `promql` until it returns a series, for at most `within`.
@@ -462,7 +477,11 @@ fn alertmanager_config(webhook: &Webhook, inhibit: bool) -> Value {
     test_sized(&mut config["route"]);
     for receiver in config["receivers"].as_array_mut().unwrap() {
         let name = receiver["name"].as_str().unwrap().to_owned();
-        for hook in receiver["webhook_configs"].as_array_mut().into_iter().flatten() {
+        for hook in receiver["webhook_configs"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
             hook["url"] = json!(format!("{}/{name}", webhook.url));
         }
     }
@@ -491,14 +510,23 @@ impl Alertmanager {
         let mut command = Command::new(ALERTMANAGER);
         command
             .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             // Its cluster listener would bind every interface.
             .arg("--cluster.listen-address=");
         let process = spawn(&mut command, port, &log);
         let addr = format!("127.0.0.1:{port}");
         let http = reqwest::Client::new();
-        wait_ok(&http, &format!("http://{addr}/-/ready"), Duration::from_secs(30), &log).await;
+        wait_ok(
+            &http,
+            &format!("http://{addr}/-/ready"),
+            Duration::from_secs(30),
+            &log,
+        )
+        .await;
         Alertmanager {
             _process: process,
             addr,
@@ -734,7 +762,8 @@ impl Load {
                     let mut answers = Vec::new();
                     for scope in mine.iter().cycle() {
                         // Bounded: a test that forgets to stop its load still ends.
-                        if stop.load(Ordering::Acquire) || started.elapsed() > Duration::from_secs(120)
+                        if stop.load(Ordering::Acquire)
+                            || started.elapsed() > Duration::from_secs(120)
                         {
                             break;
                         }
@@ -858,7 +887,10 @@ async fn scope_counts_to_ten(fleet: &Fleet, scope: &str) {
     }
     assert_eq!(client.delete().await, 200);
     let wanted: Vec<u64> = (1..=CALLS_PER_SCOPE).collect();
-    assert_eq!(seen, wanted, "scope {scope}: its calls reached more than one session");
+    assert_eq!(
+        seen, wanted,
+        "scope {scope}: its calls reached more than one session"
+    );
 }
 
 /// A downstream session with no scope at all (its session is its scope): `initialize`
@@ -879,7 +911,11 @@ async fn session_counts_to_ten(fleet: &Fleet) {
 async fn deletes_reach_the_scope_owner(fleet: &Fleet) {
     for i in 0..20 {
         let scope = format!("d-{i:02}");
-        assert!(call(&fleet.http, fleet.lb(), &scope, "counter", json!({})).await.ok());
+        assert!(
+            call(&fleet.http, fleet.lb(), &scope, "counter", json!({}))
+                .await
+                .ok()
+        );
         let path = if i % 2 == 0 {
             format!("/v1/sessions/demo/{scope}")
         } else {
@@ -892,7 +928,10 @@ async fn deletes_reach_the_scope_owner(fleet: &Fleet) {
             .await
             .unwrap();
         let closed: Value = response.json().await.unwrap();
-        assert_eq!(closed["closed"], 1, "DELETE {path} reached another replica: {closed}");
+        assert_eq!(
+            closed["closed"], 1,
+            "DELETE {path} reached another replica: {closed}"
+        );
     }
 }
 
@@ -912,7 +951,10 @@ async fn affinity(fleet: &Fleet) -> BTreeMap<String, usize> {
     for (i, replica) in fleet.replicas.iter().enumerate() {
         for scope in replica.scopes(&fleet.http).await {
             if scope.starts_with("t-") {
-                assert!(owners.insert(scope.clone(), i).is_none(), "{scope} on two replicas");
+                assert!(
+                    owners.insert(scope.clone(), i).is_none(),
+                    "{scope} on two replicas"
+                );
             }
         }
     }
@@ -921,7 +963,10 @@ async fn affinity(fleet: &Fleet) -> BTreeMap<String, usize> {
         .map(|i| owners.values().filter(|o| **o == i).count())
         .collect();
     for share in &shares {
-        assert!(share * 100 >= SCOPES * 15, "a replica owns under 15%: {shares:?}");
+        assert!(
+            share * 100 >= SCOPES * 15,
+            "a replica owns under 15%: {shares:?}"
+        );
     }
     eprintln!(
         "affinity: {SCOPES} scopes x {CALLS_PER_SCOPE} calls and 40 session-scoped clients in {:?}; scopes per replica {shares:?}",
@@ -965,10 +1010,16 @@ fn substitute(expr: &str, server: &str) -> String {
 /// Runs each overview query (at least one series each) and each per-instance query
 /// of both dashboards (legend `{{instance}}`: one series per replica, all three).
 /// Returns (problems, queries run).
-async fn check_dashboards(prometheus: &Prometheus, targets: &BTreeSet<String>) -> (Vec<String>, usize) {
+async fn check_dashboards(
+    prometheus: &Prometheus,
+    targets: &BTreeSet<String>,
+) -> (Vec<String>, usize) {
     let mut problems = Vec::new();
     let mut queries = 0;
-    for file in ["dashboards/mcpwatch-overview.json", "dashboards/mcpwatch-server.json"] {
+    for file in [
+        "dashboards/mcpwatch-overview.json",
+        "dashboards/mcpwatch-server.json",
+    ] {
         let dashboard: Value =
             serde_json::from_str(&std::fs::read_to_string(path(file)).unwrap()).unwrap();
         let overview = dashboard["uid"] == "mcpwatch-overview";
@@ -1013,7 +1064,10 @@ async fn dashboards_across_replicas(fleet: &Fleet) {
     // error panels have series.
     for replica in &fleet.replicas {
         let failed = call(&fleet.http, &replica.url(), "dash", "fail", json!({})).await;
-        assert_eq!((failed.status, &failed.body["result"]["isError"]), (200, &json!(true)));
+        assert_eq!(
+            (failed.status, &failed.body["result"]["isError"]),
+            (200, &json!(true))
+        );
         let mut client = gateway(&fleet.http, format!("{}/mcp/demo", replica.url()));
         assert_eq!(client.initialize("2025-11-25", json!({})).await.status, 200);
         let reply = client.call(1, "no_such_tool", json!({})).await;
@@ -1031,7 +1085,9 @@ async fn dashboards_across_replicas(fleet: &Fleet) {
             within,
         )
         .await;
-    prometheus.wait_nonempty("up{job=\"haproxy\"} == 1", within).await;
+    prometheus
+        .wait_nonempty("up{job=\"haproxy\"} == 1", within)
+        .await;
     let targets: BTreeSet<String> = fleet.replicas.iter().map(Replica::target).collect();
     let checked = Instant::now();
     let (problems, queries) = loop {
@@ -1042,7 +1098,10 @@ async fn dashboards_across_replicas(fleet: &Fleet) {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    eprintln!("dashboards: {queries} queries against 3 replicas in {:?}", started.elapsed());
+    eprintln!(
+        "dashboards: {queries} queries against 3 replicas in {:?}",
+        started.elapsed()
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -1061,10 +1120,16 @@ fn check_kill(
     let mut figures = KillFigures::default();
     for answer in answers {
         if answer.answered < killed_at {
-            assert!(answer.ok(), "a call answered before the kill failed: {answer:?}");
+            assert!(
+                answer.ok(),
+                "a call answered before the kill failed: {answer:?}"
+            );
         }
         if answer.sent > down_at {
-            assert!(answer.ok(), "a call sent after HAProxy marked the replica DOWN failed: {answer:?}");
+            assert!(
+                answer.ok(),
+                "a call sent after HAProxy marked the replica DOWN failed: {answer:?}"
+            );
         }
         if !answer.ok() {
             // Only calls to the dead replica fail (in flight at the kill, or sent before
@@ -1086,7 +1151,11 @@ fn check_kill(
                 .iter()
                 .find(|a| a.sent >= killed_at && a.ok())
                 .expect("a call after the kill succeeds");
-            assert_eq!((next.counter(), next.reused()), (Some(1), Some(false)), "{next:?}");
+            assert_eq!(
+                (next.counter(), next.reused()),
+                (Some(1), Some(false)),
+                "{next:?}"
+            );
         }
         // Survivors' scopes continue on their session; the moved ones from 1 once.
         // Survivors' scopes continue on their session. A moved scope starts again at 1,
@@ -1098,7 +1167,10 @@ fn check_kill(
             let value = answer.counter().unwrap();
             if value != expected {
                 let moved = *owner == VICTIM && value == 1 && answer.reused() == Some(false);
-                assert!(moved && fresh < 2, "scope {scope}: {value} where {expected} was due: {answer:?}");
+                assert!(
+                    moved && fresh < 2,
+                    "scope {scope}: {value} where {expected} was due: {answer:?}"
+                );
                 assert!(answer.answered >= killed_at, "{answer:?}");
                 fresh += 1;
             }
@@ -1141,42 +1213,72 @@ async fn kill_under_load(fleet: &mut Fleet, owners: &BTreeMap<String, usize>) {
         .take(3)
         .map(|(scope, _)| {
             let (http, lb, scope) = (fresh.clone(), fleet.lb().to_owned(), scope.clone());
-            tokio::spawn(async move { call(&http, &lb, &scope, "sleep", json!({"ms": 5000})).await })
+            tokio::spawn(
+                async move { call(&http, &lb, &scope, "sleep", json!({"ms": 5000})).await },
+            )
         })
         .collect();
     let (victim, http) = (&fleet.replicas[VICTIM], &fleet.http);
-    support::eventually_async(Duration::from_secs(5), "3 calls in flight on the victim", || async move {
-        victim.in_flight(http).await >= 3
-    })
+    support::eventually_async(
+        Duration::from_secs(5),
+        "3 calls in flight on the victim",
+        || async move { victim.in_flight(http).await >= 3 },
+    )
     .await;
     let (name, target) = (victim.name.clone(), victim.target());
 
     let killed_at = Instant::now();
     fleet.replicas[VICTIM].kill();
-    let down_at = fleet.haproxy.wait_state(&name, "DOWN", Duration::from_secs(15)).await;
+    let down_at = fleet
+        .haproxy
+        .wait_state(&name, "DOWN", Duration::from_secs(15))
+        .await;
     // Every scope gets calls after the DOWN.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let answers = load.stop().await;
     for long in long_calls {
         let answer = long.await.unwrap();
         assert_eq!(answer.status, 502, "{answer:?}");
-        assert_eq!(answer.body["error"]["type"], "transport_closed", "{answer:?}");
+        assert_eq!(
+            answer.body["error"]["type"], "transport_closed",
+            "{answer:?}"
+        );
         assert_eq!(answer.body["error"]["may_have_run"], true, "{answer:?}");
     }
     let figures = check_kill(&answers, owners, killed_at, down_at);
     // The moved scopes now live on the survivors, who kept their own.
-    let moved: BTreeSet<&String> = owners.iter().filter(|(_, o)| **o == VICTIM).map(|(s, _)| s).collect();
+    let moved: BTreeSet<&String> = owners
+        .iter()
+        .filter(|(_, o)| **o == VICTIM)
+        .map(|(s, _)| s)
+        .collect();
     let mut held = BTreeSet::new();
-    for (i, replica) in fleet.replicas.iter().enumerate().filter(|(i, _)| *i != VICTIM) {
+    for (i, replica) in fleet
+        .replicas
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != VICTIM)
+    {
         let scopes = replica.scopes(&fleet.http).await;
         for (scope, owner) in owners {
-            assert!(*owner != i || scopes.contains(scope), "{} lost {scope}", replica.name);
+            assert!(
+                *owner != i || scopes.contains(scope),
+                "{} lost {scope}",
+                replica.name
+            );
         }
         held.extend(scopes);
     }
-    assert!(moved.iter().all(|s| held.contains(*s)), "a moved scope is nowhere");
+    assert!(
+        moved.iter().all(|s| held.contains(*s)),
+        "a moved scope is nowhere"
+    );
     let share = moved.len() as f64 / SCOPES as f64;
-    assert!(share <= 1.0 / 3.0 + 0.05, "{} of {SCOPES} scopes moved", moved.len());
+    assert!(
+        share <= 1.0 / 3.0 + 0.05,
+        "{} of {SCOPES} scopes moved",
+        moved.len()
+    );
     eprintln!(
         "kill: {} calls; failed: {} in flight at the kill (and the 3 long calls: 502), {} sent between the kill and DOWN; {} of {SCOPES} scopes moved ({:.1}%), {} of them twice; DOWN {:?} after the kill",
         answers.len(),
@@ -1196,21 +1298,40 @@ async fn incident_path(fleet: &mut Fleet, killed_at: Instant, target: &str) {
     let budget = ALERT_FOR + GROUP_WAIT + Duration::from_secs(30);
     let webhook = &fleet.webhook;
     let within = budget.saturating_sub(killed_at.elapsed());
-    let fired = webhook.wait_for("MCPWatchDown", "firing", Some(target), within).await;
+    let fired = webhook
+        .wait_for("MCPWatchDown", "firing", Some(target), within)
+        .await;
     let latency = fired.at - killed_at;
     assert_eq!(fired.labels["severity"], "critical", "{fired:?}");
-    assert_eq!(fired.receiver, critical_receiver(), "routed by severity: {fired:?}");
-    let runbook = fired.annotations["runbook_url"].as_str().unwrap_or_default();
-    assert!(runbook.ends_with("/alerts/runbook.md#mcpwatchdown"), "{fired:?}");
+    assert_eq!(
+        fired.receiver,
+        critical_receiver(),
+        "routed by severity: {fired:?}"
+    );
+    let runbook = fired.annotations["runbook_url"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        runbook.ends_with("/alerts/runbook.md#mcpwatchdown"),
+        "{fired:?}"
+    );
 
     let replica = &mut fleet.replicas[VICTIM];
     replica.start(&fleet.http).await;
     let back_at = Instant::now();
     let name = replica.name.clone();
-    fleet.haproxy.wait_state(&name, "UP", Duration::from_secs(20)).await;
+    fleet
+        .haproxy
+        .wait_state(&name, "UP", Duration::from_secs(20))
+        .await;
     let resolved = fleet
         .webhook
-        .wait_for("MCPWatchDown", "resolved", Some(target), Duration::from_secs(30))
+        .wait_for(
+            "MCPWatchDown",
+            "resolved",
+            Some(target),
+            Duration::from_secs(30),
+        )
         .await;
     eprintln!(
         "incident: MCPWatchDown delivered {latency:?} after the kill (budget {budget:?}); resolved delivered {:?} after the restart",
@@ -1225,7 +1346,11 @@ fn critical_receiver() -> String {
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["matchers"].to_string().contains(r#"severity=\"critical\""#))
+        .find(|r| {
+            r["matchers"]
+                .to_string()
+                .contains(r#"severity=\"critical\""#)
+        })
         .and_then(|r| r["receiver"].as_str())
         .expect("a route for severity=\"critical\"")
         .to_owned()
@@ -1239,7 +1364,10 @@ fn critical_receiver() -> String {
 /// nothing; HAProxy retries the 503s of the draining replica elsewhere.
 async fn rolling_restart(fleet: &mut Fleet) {
     let started = Instant::now();
-    let retries_before = fleet.haproxy.sample("haproxy_backend_retry_warnings_total", &[]).await;
+    let retries_before = fleet
+        .haproxy
+        .sample("haproxy_backend_retry_warnings_total", &[])
+        .await;
     let scopes: Vec<String> = (0..64).map(|i| format!("r-{i:02}")).collect();
     let load = Load::start(fleet.lb(), &scopes, 16, "sleep", json!({"ms": 20}));
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1251,14 +1379,25 @@ async fn rolling_restart(fleet: &mut Fleet) {
         .await;
         let name = replica.name.clone();
         let code = fleet.replicas[i].terminate().await;
-        assert_eq!(code, Some(0), "{name}:\n{}", log_tail(&fleet.replicas[i].log));
+        assert_eq!(
+            code,
+            Some(0),
+            "{name}:\n{}",
+            log_tail(&fleet.replicas[i].log)
+        );
         fleet.replicas[i].start(&fleet.http).await;
-        fleet.haproxy.wait_state(&name, "UP", Duration::from_secs(20)).await;
+        fleet
+            .haproxy
+            .wait_state(&name, "UP", Duration::from_secs(20))
+            .await;
     }
     let restarted = started.elapsed();
     let waited = Instant::now();
     while load.calls() < 5000 {
-        assert!(waited.elapsed() < Duration::from_secs(60), "the load is too slow");
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "the load is too slow"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let answers = load.stop().await;
@@ -1270,9 +1409,15 @@ async fn rolling_restart(fleet: &mut Fleet) {
         answers.len(),
         &failed[..failed.len().min(5)]
     );
-    let retries = fleet.haproxy.sample("haproxy_backend_retry_warnings_total", &[]).await
+    let retries = fleet
+        .haproxy
+        .sample("haproxy_backend_retry_warnings_total", &[])
+        .await
         - retries_before;
-    assert!(retries > 0.0, "HAProxy retried nothing: no call met a draining replica");
+    assert!(
+        retries > 0.0,
+        "HAProxy retried nothing: no call met a draining replica"
+    );
     eprintln!(
         "rolling restart: 3 replicas restarted in {restarted:?}; {} calls, 0 failed; HAProxy retried {retries}",
         answers.len()
@@ -1287,7 +1432,10 @@ async fn haproxy_errors_are_json(fleet: &mut Fleet) {
         replica.kill();
     }
     for replica in &fleet.replicas {
-        fleet.haproxy.wait_state(&replica.name, "DOWN", Duration::from_secs(15)).await;
+        fleet
+            .haproxy
+            .wait_state(&replica.name, "DOWN", Duration::from_secs(15))
+            .await;
     }
     let response = fleet
         .http
@@ -1342,7 +1490,9 @@ async fn deliveries(inhibit: bool, alerts: &[Value], delivered: &[&str]) -> BTre
     let alertmanager = Alertmanager::start(&alertmanager_config(&webhook, inhibit)).await;
     alertmanager.post(Value::Array(alerts.to_vec())).await;
     for alert in delivered {
-        webhook.wait_for(alert, "firing", None, Duration::from_secs(20)).await;
+        webhook
+            .wait_for(alert, "firing", None, Duration::from_secs(20))
+            .await;
     }
     // Every alert was posted at once, each in a group of its own (group_by alertname,
     // instance, mcp_server): a suppressed one would have come with the others, or one
@@ -1359,25 +1509,46 @@ async fn deliveries(inhibit: bool, alerts: &[Value], delivered: &[&str]) -> BTre
 async fn alertmanager_inhibits_as_the_example_says_and_not_without_its_rules() {
     let instance = "10.0.0.7:9464";
     let down_and_server = [
-        firing(json!({"alertname": "MCPWatchDown", "job": "mcpwatch", "instance": instance, "severity": "critical"})),
-        firing(json!({"alertname": "MCPServerUnavailable", "job": "mcpwatch", "instance": instance, "mcp_server": "demo", "severity": "critical"})),
+        firing(
+            json!({"alertname": "MCPWatchDown", "job": "mcpwatch", "instance": instance, "severity": "critical"}),
+        ),
+        firing(
+            json!({"alertname": "MCPServerUnavailable", "job": "mcpwatch", "instance": instance, "mcp_server": "demo", "severity": "critical"}),
+        ),
     ];
     // MCPWatchAbsent and the aggregated alerts carry no instance.
     let absent_and_latency = [
         firing(json!({"alertname": "MCPWatchAbsent", "job": "mcpwatch", "severity": "critical"})),
-        firing(json!({"alertname": "MCPToolLatencyHigh", "job": "mcpwatch", "mcp_server": "demo", "severity": "warning"})),
+        firing(
+            json!({"alertname": "MCPToolLatencyHigh", "job": "mcpwatch", "mcp_server": "demo", "severity": "warning"}),
+        ),
     ];
     let (down_inhibited, down_plain, absent_inhibited, absent_plain) = tokio::join!(
         deliveries(true, &down_and_server, &["MCPWatchDown"]),
-        deliveries(false, &down_and_server, &["MCPWatchDown", "MCPServerUnavailable"]),
+        deliveries(
+            false,
+            &down_and_server,
+            &["MCPWatchDown", "MCPServerUnavailable"]
+        ),
         deliveries(true, &absent_and_latency, &["MCPWatchAbsent"]),
-        deliveries(false, &absent_and_latency, &["MCPWatchAbsent", "MCPToolLatencyHigh"]),
+        deliveries(
+            false,
+            &absent_and_latency,
+            &["MCPWatchAbsent", "MCPToolLatencyHigh"]
+        ),
     );
-    let names = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>();
+    let names = |list: &[&str]| {
+        list.iter()
+            .map(|s| (*s).to_owned())
+            .collect::<BTreeSet<_>>()
+    };
     assert_eq!(down_inhibited, names(&["MCPWatchDown"]));
     assert_eq!(down_plain, names(&["MCPWatchDown", "MCPServerUnavailable"]));
     assert_eq!(absent_inhibited, names(&["MCPWatchAbsent"]));
-    assert_eq!(absent_plain, names(&["MCPWatchAbsent", "MCPToolLatencyHigh"]));
+    assert_eq!(
+        absent_plain,
+        names(&["MCPWatchAbsent", "MCPToolLatencyHigh"])
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -1400,16 +1571,26 @@ fn the_haproxy_config_is_valid_and_its_own_errors_are_json_in_our_shape() {
     );
     // 502 and 503 are seen live in the fleet test; 504 (a replica silent for 330s) only here.
     let config = std::fs::read_to_string(path(HAPROXY_CFG)).unwrap();
-    let kinds: BTreeSet<&str> = mcpwatch::ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+    let kinds: BTreeSet<&str> = mcpwatch::ErrorKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
     let mut statuses = Vec::new();
-    for line in config.lines().map(str::trim).filter(|l| l.starts_with("http-error status")) {
+    for line in config
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("http-error status"))
+    {
         statuses.push(line.split_whitespace().nth(2).unwrap().to_owned());
         assert!(line.contains("content-type application/json"), "{line}");
         let body = line.split('\'').nth(1).expect("a single-quoted body");
         let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{line}: {e}"));
         let error = &body["error"];
         assert!(kinds.contains(error["type"].as_str().unwrap()), "{line}");
-        assert!(error["message"].as_str().is_some_and(|m| m.len() > 20), "{line}");
+        assert!(
+            error["message"].as_str().is_some_and(|m| m.len() > 20),
+            "{line}"
+        );
         assert!(error["may_have_run"].is_boolean(), "{line}");
     }
     assert_eq!(statuses, ["502", "503", "504"]);
@@ -1424,9 +1605,16 @@ fn the_haproxy_config_is_valid_and_its_own_errors_are_json_in_our_shape() {
         .parse()
         .unwrap();
     assert!(weight >= 100, "{defaults}");
-    let servers: Vec<&str> = config.lines().map(str::trim).filter(|l| l.starts_with("server ")).collect();
+    let servers: Vec<&str> = config
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("server "))
+        .collect();
     assert_eq!(servers.len(), 3, "{servers:?}");
-    assert!(servers.iter().all(|l| !l.contains("weight")), "no replica overrides the weight");
+    assert!(
+        servers.iter().all(|l| !l.contains("weight")),
+        "no replica overrides the weight"
+    );
 }
 
 #[test]
@@ -1445,7 +1633,10 @@ fn the_alertmanager_example_passes_amtool_and_routes_groups_and_inhibits_as_docu
     );
     let config = yaml(ALERTMANAGER_EXAMPLE);
     let route = &config["route"];
-    assert_eq!(route["group_by"], json!(["alertname", "instance", "mcp_server"]));
+    assert_eq!(
+        route["group_by"],
+        json!(["alertname", "instance", "mcp_server"])
+    );
     let receivers: BTreeSet<&str> = config["receivers"]
         .as_array()
         .unwrap()
@@ -1473,5 +1664,63 @@ fn the_alertmanager_example_passes_amtool_and_routes_groups_and_inhibits_as_docu
             {"source_matchers": ["alertname=\"MCPWatchDown\""], "target_matchers": ["job=\"mcpwatch\""], "equal": ["instance"]},
             {"source_matchers": ["alertname=\"MCPWatchAbsent\""], "target_matchers": ["job=\"mcpwatch\""]},
         ])
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// agent.shutdown_delay
+
+/// After SIGTERM with nothing in flight, the listeners stay open for `shutdown_delay`:
+/// a load balancer that has not yet seen `/readyz` fail gets 503 `shutting_down` (which
+/// it retries elsewhere), not a closed connection. Then the agent exits cleanly.
+#[tokio::test]
+async fn after_sigterm_an_idle_agent_answers_503_for_its_shutdown_delay_then_exits() {
+    let mut agent = support::Agent::start(
+        "[agent]\ndrain_timeout = \"10s\"\nshutdown_delay = \"2s\"\n[servers.demo]\ntransport = \"builtin\"\n",
+        &[],
+    )
+    .await;
+    let terminated = Instant::now();
+    agent.terminate();
+    let mut refused = 0;
+    while terminated.elapsed() < Duration::from_millis(1500) {
+        let call = json!({"server": "demo", "tool": "echo", "arguments": {"message": "late"}});
+        let (status, body) = agent.post("/v1/tools/call", call, &[]).await;
+        assert_eq!(
+            (status, body["error"]["type"].as_str()),
+            (503, Some("shutting_down"))
+        );
+        assert_eq!(body["error"]["may_have_run"], false);
+        assert_eq!(agent.admin("/readyz").await.0, 503);
+        refused += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused >= 5, "{refused}");
+    assert_eq!(agent.wait_exit(Duration::from_secs(10)).await, Some(0));
+    assert!(
+        terminated.elapsed() >= Duration::from_secs(2),
+        "exited {:?} after SIGTERM, before its shutdown_delay",
+        terminated.elapsed()
+    );
+}
+
+#[test]
+fn a_shutdown_delay_longer_than_the_drain_timeout_is_refused() {
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        "[agent]\ndrain_timeout = \"5s\"\nshutdown_delay = \"6s\"\n[servers.demo]\ntransport = \"builtin\"\n",
+    )
+    .unwrap();
+    let output = Command::new(mcpwatch_bin())
+        .args(["check-config", "--config"])
+        .arg(config.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("agent.shutdown_delay: must not exceed agent.drain_timeout (5s)"),
+        "{said}"
     );
 }
