@@ -1195,6 +1195,39 @@ struct KillFigures {
     moved_twice: usize,
 }
 
+/// After the kill, the survivors hold the victim's scopes and kept their own; returns
+/// how many scopes moved.
+async fn moved_scopes_live_on_the_survivors(
+    fleet: &Fleet,
+    owners: &BTreeMap<String, usize>,
+) -> usize {
+    let mut held = BTreeSet::new();
+    for (i, replica) in fleet.replicas.iter().enumerate() {
+        if i == VICTIM {
+            continue;
+        }
+        let scopes = replica.scopes(&fleet.http).await;
+        for (scope, owner) in owners {
+            assert!(
+                *owner != i || scopes.contains(scope),
+                "{} lost {scope}",
+                replica.name
+            );
+        }
+        held.extend(scopes);
+    }
+    let moved: Vec<&String> = owners
+        .iter()
+        .filter(|(_, o)| **o == VICTIM)
+        .map(|(s, _)| s)
+        .collect();
+    assert!(
+        moved.iter().all(|s| held.contains(*s)),
+        "a moved scope is nowhere"
+    );
+    moved.len()
+}
+
 /// Scenario 2, then scenario 4. Eight clients call `counter` on the 200 scopes through
 /// HAProxy while three long `sleep` calls are in flight on one replica; it is SIGKILLed.
 async fn kill_under_load(fleet: &mut Fleet, owners: &BTreeMap<String, usize>) {
@@ -1246,45 +1279,18 @@ async fn kill_under_load(fleet: &mut Fleet, owners: &BTreeMap<String, usize>) {
         assert_eq!(answer.body["error"]["may_have_run"], true, "{answer:?}");
     }
     let figures = check_kill(&answers, owners, killed_at, down_at);
-    // The moved scopes now live on the survivors, who kept their own.
-    let moved: BTreeSet<&String> = owners
-        .iter()
-        .filter(|(_, o)| **o == VICTIM)
-        .map(|(s, _)| s)
-        .collect();
-    let mut held = BTreeSet::new();
-    for (i, replica) in fleet
-        .replicas
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != VICTIM)
-    {
-        let scopes = replica.scopes(&fleet.http).await;
-        for (scope, owner) in owners {
-            assert!(
-                *owner != i || scopes.contains(scope),
-                "{} lost {scope}",
-                replica.name
-            );
-        }
-        held.extend(scopes);
-    }
-    assert!(
-        moved.iter().all(|s| held.contains(*s)),
-        "a moved scope is nowhere"
-    );
-    let share = moved.len() as f64 / SCOPES as f64;
+    let moved = moved_scopes_live_on_the_survivors(fleet, owners).await;
+    let share = moved as f64 / SCOPES as f64;
     assert!(
         share <= 1.0 / 3.0 + 0.05,
-        "{} of {SCOPES} scopes moved",
-        moved.len()
+        "{moved} of {SCOPES} scopes moved"
     );
     eprintln!(
         "kill: {} calls; failed: {} in flight at the kill (and the 3 long calls: 502), {} sent between the kill and DOWN; {} of {SCOPES} scopes moved ({:.1}%), {} of them twice; DOWN {:?} after the kill",
         answers.len(),
         figures.in_flight,
         figures.after_kill,
-        moved.len(),
+        moved,
         share * 100.0,
         figures.moved_twice,
         down_at - killed_at
