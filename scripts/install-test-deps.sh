@@ -33,7 +33,9 @@ TS_SDK_VERSION="1.32.2"
 # Debian packages the test suite needs. Add names here (e.g. "jq"); they are
 # installed with apt-get only when missing.
 # prometheus: promtool checks the /metrics exposition (and, later, alert rules).
-APT_PACKAGES=(prometheus)
+# haproxy, prometheus-alertmanager: tests/scaleout.rs (replicas behind a real load
+# balancer, alerts delivered by a real Alertmanager).
+APT_PACKAGES=(prometheus haproxy prometheus-alertmanager)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEPS="$ROOT/.test-deps"

@@ -2,9 +2,10 @@
 //! (`/metrics`, `/healthz`, `/readyz`), with graceful shutdown.
 //!
 //! Shutdown (SIGTERM/SIGINT in the binary): `/readyz` turns 503 and new calls get
-//! 503 `shutting_down` at once; calls in flight may finish for `agent.drain_timeout`;
-//! then the listeners close, the runtime shuts down (every session closed, every
-//! child reaped), and [`serve`] returns.
+//! 503 `shutting_down` at once; calls in flight may finish for `agent.drain_timeout`,
+//! and the listeners stay open for at least `agent.shutdown_delay` (so that a load
+//! balancer stops sending before connections close); then the listeners close, the
+//! runtime shuts down (every session closed, every child reaped), and [`serve`] returns.
 
 pub(crate) mod admin;
 pub(crate) mod api;
@@ -147,15 +148,7 @@ pub async fn serve(
         () = shutdown => {}
         result = wait_listener(api) => return Err(listener_failed(result, &stop)),
     }
-    tracing::info!(in_flight = state.in_flight(), drain_timeout = ?config.drain_timeout, "shutting down: draining calls");
-    state.start_draining();
-    let drained = state.wait_drained(config.drain_timeout).await;
-    if !drained {
-        tracing::warn!(
-            in_flight = state.in_flight(),
-            "drain timeout passed with calls still in flight"
-        );
-    }
+    let drained = drain(&state, config).await;
     if let Some(gateway) = &state.gateway {
         let ended = gateway.shutdown();
         tracing::debug!(ended, "gateway sessions ended");
@@ -172,6 +165,30 @@ pub async fn serve(
         drained,
         runtime: runtime_report,
     })
+}
+
+/// Refuses new calls, waits for the calls in flight (up to `drain_timeout`) and
+/// for `shutdown_delay` since the start, whichever is later; true if every call ended.
+/// The listeners stay open meanwhile: a load balancer that has not yet seen `/readyz`
+/// fail gets 503 `shutting_down` (retryable elsewhere) rather than a closed connection.
+async fn drain(state: &AgentState, config: &AgentConfig) -> bool {
+    let since = tokio::time::Instant::now();
+    tracing::info!(
+        in_flight = state.in_flight(),
+        drain_timeout = ?config.drain_timeout,
+        shutdown_delay = ?config.shutdown_delay,
+        "shutting down: draining calls"
+    );
+    state.start_draining();
+    let drained = state.wait_drained(config.drain_timeout).await;
+    if !drained {
+        tracing::warn!(
+            in_flight = state.in_flight(),
+            "drain timeout passed with calls still in flight"
+        );
+    }
+    tokio::time::sleep_until(since + config.shutdown_delay).await;
+    drained
 }
 
 async fn wait_listener(

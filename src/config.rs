@@ -83,6 +83,11 @@ pub struct AgentConfig {
     /// How long in-flight calls may finish after SIGTERM.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// After SIGTERM the listeners stay open at least this long (new calls get 503
+    /// `shutting_down`, `/readyz` 503), so that a load balancer sees `/readyz` fail and
+    /// stops sending before the agent closes its connections. At most `drain_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_delay: Duration,
     /// How long an `Idempotency-Key` answer is kept.
     #[serde(with = "humantime_serde")]
     pub idempotency_ttl: Duration,

@@ -277,6 +277,7 @@ const SECTION_KEYS: &[(&str, &[&str])] = &[
             "max_in_flight",
             "queue_timeout",
             "drain_timeout",
+            "shutdown_delay",
             "idempotency_ttl",
         ],
     ),

@@ -421,7 +421,11 @@ fn promtool(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn promtool_checks_every_rules_file() {
-    let rule_files = files("alerts", ".yml");
+    // Every .yml there but the Alertmanager example (amtool checks it: tests/scaleout.rs).
+    let rule_files: Vec<PathBuf> = files("alerts", ".yml")
+        .into_iter()
+        .filter(|f| !f.ends_with("alertmanager.example.yml"))
+        .collect();
     for file in &rule_files {
         let (ok, text) = promtool(&["check", "rules", file.to_str().unwrap()]);
         eprintln!("{text}");
@@ -1910,6 +1914,7 @@ fn check_config(relative: &str) -> String {
         .args(["check-config", "--config"])
         .arg(path(relative))
         .env("MCPWATCH_TOKEN", "test-token")
+        .env("MCPWATCH_SESSION_KEY", "test-session-key-0123456789")
         .env_remove("SENTRY_DSN")
         .output()
         .unwrap();
@@ -1961,7 +1966,7 @@ fn every_shipped_config_is_valid() {
 #[test]
 fn the_operations_docs_point_at_files_that_exist() {
     let mut checked = 0;
-    for doc in ["docs/operations.md", "alerts/runbook.md"] {
+    for doc in ["docs/operations.md", "docs/scaling.md", "alerts/runbook.md"] {
         let text = read(doc);
         for (i, part) in text.split('`').enumerate() {
             // Odd parts are inside backticks.
@@ -2409,13 +2414,64 @@ fn check_envoy(envoy: &Value, host: &str, api: u16, admin: u16) {
     let listener = &envoy["static_resources"]["listeners"][0];
     assert_eq!(listener["address"]["socket_address"]["port_value"], api);
     let hcm = &listener["filter_chains"][0]["filters"][0]["typed_config"];
-    let route = &hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"];
-    assert_eq!(
-        route["hash_policy"][0]["header"]["header_name"],
-        "x-mcpwatch-scope"
-    );
+    let vhost = &hcm["route_config"]["virtual_hosts"][0];
     let cluster = &envoy["static_resources"]["clusters"][0];
-    assert_eq!(route["cluster"], cluster["name"]);
+    // The scope rules of deploy/haproxy/haproxy.cfg (run for real by tests/scaleout.rs):
+    // the header first, then the path's scope, then the downstream session id.
+    let routes = vhost["routes"].as_array().unwrap();
+    let prefixes: Vec<&str> = routes
+        .iter()
+        .map(|r| r["match"]["prefix"].as_str().unwrap())
+        .collect();
+    assert_eq!(prefixes, ["/scopes/", "/v1/scopes/", "/v1/sessions/", "/"]);
+    for route in routes {
+        let (prefix, action) = (route["match"]["prefix"].as_str().unwrap(), &route["route"]);
+        assert_eq!(action["cluster"], cluster["name"]);
+        assert_eq!(
+            action["timeout"], "0s",
+            "{prefix}: calls carry their own deadline"
+        );
+        let policies = action["hash_policy"].as_array().unwrap();
+        assert_eq!(policies.len(), 2, "{prefix}");
+        assert_eq!(policies[0]["header"]["header_name"], "x-mcpwatch-scope");
+        assert_eq!(policies[0]["terminal"], true, "{prefix}");
+        let fallback = &policies[1]["header"];
+        if prefix == "/" {
+            assert_eq!(fallback["header_name"], "mcp-session-id");
+        } else {
+            assert_eq!(fallback["header_name"], ":path", "{prefix}");
+            let rewrite = &fallback["regex_rewrite"];
+            let pattern = rewrite["pattern"]["regex"].as_str().unwrap();
+            assert!(
+                pattern.starts_with(&format!("^{prefix}")),
+                "{prefix}: {pattern}"
+            );
+            assert_eq!(pattern.matches("([^/?]+)").count(), 1, "{pattern}");
+            assert_eq!(rewrite["substitution"], "\\1");
+        }
+    }
+    // Retries on another replica of what never ran: connect failures and 503s, no resets.
+    let retry = &vhost["retry_policy"];
+    assert_eq!(retry["retry_on"], "connect-failure,retriable-status-codes");
+    assert_eq!(retry["retriable_status_codes"], json!([503]));
+    assert_eq!(
+        retry["retry_host_predicate"][0]["name"],
+        "envoy.retry_host_predicates.previous_hosts"
+    );
+    // Envoy's own answers are JSON in the agent's error shape.
+    let mappers = hcm["local_reply_config"]["mappers"].as_array().unwrap();
+    for mapper in mappers {
+        let format = &mapper["body_format_override"];
+        assert_eq!(format["content_type"], "application/json");
+        let body: Value = serde_json::from_str(
+            format["text_format_source"]["inline_string"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(body["error"]["type"].is_string() && body["error"]["may_have_run"].is_boolean());
+    }
+    assert_eq!(mappers.len(), 3);
     assert_eq!(cluster["lb_policy"], "RING_HASH");
     assert_eq!(
         cluster["health_checks"][0]["http_health_check"]["path"],
@@ -2819,8 +2875,28 @@ fn the_kubernetes_manifests_are_consistent() {
     let ingress = find(&shared_docs, "Ingress", "mcpwatch");
     assert_eq!(
         ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/upstream-hash-by"],
-        "$http_x_mcpwatch_scope"
+        "$mcpwatch_scope"
     );
+    // ... a map the controller's ConfigMap defines: header, path scope, session id.
+    let hash_key = &yaml_docs(&path(
+        "deploy/kubernetes/examples/shared/ingress-nginx-hash-key.yaml",
+    ))[0];
+    let snippet = hash_key["data"]["http-snippet"].as_str().unwrap();
+    for needle in [
+        "$http_x_mcpwatch_scope|$uri|$http_mcp_session_id\" $mcpwatch_scope",
+        "/scopes/(?<scope>",
+        "/v1/scopes/(?<scope>",
+        "/v1/sessions/[^/|]+/(?<scope>",
+    ] {
+        assert!(snippet.contains(needle), "the hash key map lacks {needle}");
+    }
+    let gateway_paths: BTreeSet<&str> = ingress["spec"]["rules"][0]["http"]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(gateway_paths, BTreeSet::from(["/v1", "/mcp", "/scopes"]));
     let backend = &ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
     let target = find(&shared_docs, "Service", backend["name"].as_str().unwrap());
     assert!(

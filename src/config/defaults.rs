@@ -22,6 +22,7 @@ impl Default for AgentConfig {
             max_in_flight: 1024,
             queue_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
             idempotency_ttl: Duration::from_secs(600),
         }
     }

@@ -196,6 +196,15 @@ pub(super) fn check(config: &Config) -> Vec<ConfigProblem> {
             problem(key.into(), "must be longer than 0s".into());
         }
     }
+    if config.agent.shutdown_delay > config.agent.drain_timeout {
+        problem(
+            "agent.shutdown_delay".into(),
+            format!(
+                "must not exceed agent.drain_timeout ({:?})",
+                config.agent.drain_timeout
+            ),
+        );
+    }
     if config.agent.max_in_flight == 0 {
         problem("agent.max_in_flight".into(), "must be at least 1".into());
     }
