@@ -1688,6 +1688,14 @@ async fn after_sigterm_an_idle_agent_answers_503_for_its_shutdown_delay_then_exi
     .await;
     let terminated = Instant::now();
     agent.terminate();
+    // The signal takes a moment to land: from the first 503 of /readyz on, every
+    // call is refused until the delay ends.
+    let mut ready_status = 200;
+    while ready_status != 503 && terminated.elapsed() < Duration::from_millis(1000) {
+        ready_status = agent.admin("/readyz").await.0;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(ready_status, 503, "draining within a second of SIGTERM");
     let mut refused = 0;
     while terminated.elapsed() < Duration::from_millis(1500) {
         let call = json!({"server": "demo", "tool": "echo", "arguments": {"message": "late"}});
