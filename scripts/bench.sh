@@ -120,7 +120,8 @@ cleanup() {
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
 }
-trap cleanup EXIT
+# The peers first: cleanup's `wait` waits for every background job, theirs too.
+trap 'stop_peers; cleanup' EXIT
 trap 'exit 130' INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -301,17 +302,24 @@ if want_section peers; then
     done
     PEER_URL[http-demo/direct]="http://127.0.0.1:$DEMO_PORT/mcp"
     PEER_URL[stdio-everything/direct]="stdio"
-    PEER_URL[stdio-everything/mcp-proxy]=$(start_mcp_proxy "$PEERS_WORK/mcp-proxy-stdio.log" node "$EVERYTHING" stdio)
-    PEER_URL[http-demo/mcp-proxy]=$(start_mcp_proxy_http "$PEERS_WORK/mcp-proxy-http.log" "http://127.0.0.1:$DEMO_PORT/mcp")
-    PEER_URL[stdio-everything/fastmcp]=$(start_fastmcp "$PEERS_WORK/fastmcp-stdio.log" -- node "$EVERYTHING" stdio)
-    PEER_URL[http-demo/fastmcp]=$(start_fastmcp "$PEERS_WORK/fastmcp-http.log" --url "http://127.0.0.1:$DEMO_PORT/mcp")
+    start_mcp_proxy "$PEERS_WORK/mcp-proxy-stdio.log" node "$EVERYTHING" stdio
+    PEER_URL[stdio-everything/mcp-proxy]=$STARTED_URL
+    start_mcp_proxy_http "$PEERS_WORK/mcp-proxy-http.log" "http://127.0.0.1:$DEMO_PORT/mcp"
+    PEER_URL[http-demo/mcp-proxy]=$STARTED_URL
+    start_fastmcp "$PEERS_WORK/fastmcp-stdio.log" -- node "$EVERYTHING" stdio
+    PEER_URL[stdio-everything/fastmcp]=$STARTED_URL
+    start_fastmcp "$PEERS_WORK/fastmcp-http.log" --url "http://127.0.0.1:$DEMO_PORT/mcp"
+    PEER_URL[http-demo/fastmcp]=$STARTED_URL
     contextforge_env "$PEERS_WORK/contextforge"
-    CF_BRIDGE=$(start_contextforge_bridge "$PEERS_WORK/contextforge-bridge.log" node "$EVERYTHING" stdio)
+    start_contextforge_bridge "$PEERS_WORK/contextforge-bridge.log" node "$EVERYTHING" stdio
+    CF_BRIDGE=$STARTED_URL
     start_contextforge "$PEERS_WORK/contextforge.log"
     # ContextForge names an upstream's tools `{gateway}-{tool}`.
-    PEER_URL[stdio-everything/contextforge]=$(contextforge_front everything "$CF_BRIDGE")
+    contextforge_front everything "$CF_BRIDGE"
+    PEER_URL[stdio-everything/contextforge]=$STARTED_URL
     PEER_TOOL[stdio-everything/contextforge]="everything-{tool}"
-    PEER_URL[http-demo/contextforge]=$(contextforge_front demo "http://127.0.0.1:$DEMO_PORT/mcp")
+    contextforge_front demo "http://127.0.0.1:$DEMO_PORT/mcp"
+    PEER_URL[http-demo/contextforge]=$STARTED_URL
     PEER_TOOL[http-demo/contextforge]="demo-{tool}"
     for key in "${!PEER_URL[@]}"; do echo "peers: $key -> ${PEER_URL[$key]}" >&2; done
 
@@ -373,10 +381,14 @@ if want_section peers; then
     # Keeps state per scope: the demo's counter (server-everything has none), a session
     # per call, scopes A and B; over HTTP, and over stdio through each peer's stdio bridge
     # (started only now, so they idle through none of the rounds).
-    PEER_URL[stdio-demo/mcp-proxy]=$(start_mcp_proxy "$PEERS_WORK/mcp-proxy-demo.log" "$BIN" demo-server --stdio)
-    PEER_URL[stdio-demo/fastmcp]=$(start_fastmcp "$PEERS_WORK/fastmcp-demo.log" -- "$BIN" demo-server --stdio)
-    CF_DEMO_BRIDGE=$(start_contextforge_bridge "$PEERS_WORK/contextforge-demo-bridge.log" "$BIN" demo-server --stdio)
-    PEER_URL[stdio-demo/contextforge]=$(contextforge_front demostdio "$CF_DEMO_BRIDGE")
+    start_mcp_proxy "$PEERS_WORK/mcp-proxy-demo.log" "$BIN" demo-server --stdio
+    PEER_URL[stdio-demo/mcp-proxy]=$STARTED_URL
+    start_fastmcp "$PEERS_WORK/fastmcp-demo.log" -- "$BIN" demo-server --stdio
+    PEER_URL[stdio-demo/fastmcp]=$STARTED_URL
+    start_contextforge_bridge "$PEERS_WORK/contextforge-demo-bridge.log" "$BIN" demo-server --stdio
+    CF_DEMO_BRIDGE=$STARTED_URL
+    contextforge_front demostdio "$CF_DEMO_BRIDGE"
+    PEER_URL[stdio-demo/contextforge]=$STARTED_URL
     PEER_TOOL[stdio-demo/contextforge]="demostdio-{tool}"
     : > "$OUT/peers-state.jsonl"
     for up in http-demo stdio-demo; do

@@ -1,23 +1,61 @@
 # shellcheck shell=bash
 # The peer gateways of scripts/bench.sh's `peers` section, each started in front of
 # one upstream, each serving streamable HTTP on 127.0.0.1. Sourced by scripts/bench.sh,
-# which provides free_port, wait_port and the PIDS array (every process started here
-# is added to it and stopped on exit). The venvs come from scripts/install-bench-peers.sh.
+# which provides free_port and wait_port, and calls stop_peers on exit. The venvs come
+# from scripts/install-bench-peers.sh.
 #
-# Every start_* function prints the MCP URL of the started peer.
+# Every peer runs in a session of its own (setsid), its leader listed in PEER_GROUPS;
+# stop_peers ends the leaders and everything under them (stdio servers, bridges). Every start_* function
+# sets STARTED_URL to the MCP URL of the started peer; none is meant to run in a
+# subshell (`$(start_...)` would lose the process group).
 #
 # Each ContextForge step is written down in benches/README.md ("ContextForge").
 
 PEERS_DEPS="$ROOT/.bench-deps"
+PEER_GROUPS=()
+STARTED_URL=""
+
+# spawn_peer DIR LOG CMD...: CMD in the background, in DIR, in a session of its own
+# (so that a signal to the benchmark's process group does not reach it first).
+spawn_peer() {
+    local dir="$1" log="$2"; shift 2
+    (cd "$dir" && exec setsid "$@" >"$log" 2>&1) &
+    PEER_GROUPS+=($!)
+}
+
+# tree PID...: the PIDs and all their descendants (some peers start their stdio server
+# in a session of its own, outside their process group).
+tree() {
+    local pid child
+    for pid in "$@"; do
+        echo "$pid"
+        for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do tree "$child"; done
+    done
+}
+
+# stop_peers: SIGTERM to every process a peer started, SIGKILL after 5 s to what is left.
+stop_peers() {
+    local pids pid alive _
+    [[ ${#PEER_GROUPS[@]} -gt 0 ]] || return 0
+    mapfile -t pids < <(tree "${PEER_GROUPS[@]}")
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for _ in $(seq 1 50); do
+        alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [[ $alive == 0 ]] && break
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    PEER_GROUPS=()
+}
 
 # start_mcp_proxy LOG CMD...: mcp-proxy serving the stdio server CMD at /mcp.
 start_mcp_proxy() {
     local log="$1" port; shift
     port=$(free_port)
-    "$PEERS_DEPS/mcp-proxy/bin/mcp-proxy" --host 127.0.0.1 --port "$port" -- "$@" >"$log" 2>&1 &
-    PIDS+=($!)
-    wait_port "$port" >&2
-    echo "http://127.0.0.1:$port/mcp"
+    spawn_peer "$ROOT" "$log" "$PEERS_DEPS/mcp-proxy/bin/mcp-proxy" --host 127.0.0.1 --port "$port" -- "$@"
+    wait_port "$port"
+    STARTED_URL="http://127.0.0.1:$port/mcp"
 }
 
 # start_mcp_proxy_http LOG URL: mcp-proxy in front of a streamable-HTTP server. mcp-proxy
@@ -31,10 +69,9 @@ start_mcp_proxy_http() {
 start_fastmcp() {
     local log="$1" port; shift
     port=$(free_port)
-    "$PEERS_DEPS/fastmcp/bin/python" "$ROOT/benches/fastmcp_proxy.py" --port "$port" "$@" >"$log" 2>&1 &
-    PIDS+=($!)
-    wait_port "$port" >&2
-    echo "http://127.0.0.1:$port/mcp"
+    spawn_peer "$ROOT" "$log" "$PEERS_DEPS/fastmcp/bin/python" "$ROOT/benches/fastmcp_proxy.py" --port "$port" "$@"
+    wait_port "$port"
+    STARTED_URL="http://127.0.0.1:$port/mcp"
 }
 
 # start_contextforge_bridge LOG CMD...: ContextForge's own stdio bridge
@@ -43,12 +80,10 @@ start_fastmcp() {
 start_contextforge_bridge() {
     local log="$1" port; shift
     port=$(free_port)
-    (cd "$CF_DIR" && exec "$PEERS_DEPS/contextforge/bin/python" -m mcpgateway.translate \
-        --stdio "$*" --expose-streamable-http --host 127.0.0.1 --port "$port" \
-        --logLevel error >"$log" 2>&1) &
-    PIDS+=($!)
-    wait_port "$port" >&2
-    echo "http://127.0.0.1:$port/mcp"
+    spawn_peer "$CF_DIR" "$log" "$PEERS_DEPS/contextforge/bin/python" -m mcpgateway.translate \
+        --stdio "$*" --expose-streamable-http --host 127.0.0.1 --port "$port" --logLevel error
+    wait_port "$port"
+    STARTED_URL="http://127.0.0.1:$port/mcp"
 }
 
 # contextforge_env DIR: the environment ContextForge needs (steps 1 and 2 of
@@ -75,8 +110,7 @@ contextforge_env() {
 start_contextforge() {
     local log="$1" port
     port=$(free_port)
-    (cd "$CF_DIR" && exec "$PEERS_DEPS/contextforge/bin/mcpgateway" --host 127.0.0.1 --port "$port" >"$log" 2>&1) &
-    PIDS+=($!)
+    spawn_peer "$CF_DIR" "$log" "$PEERS_DEPS/contextforge/bin/mcpgateway" --host 127.0.0.1 --port "$port"
     CF_API="http://127.0.0.1:$port"
     local _
     for _ in $(seq 1 240); do
@@ -90,7 +124,7 @@ start_contextforge() {
 }
 
 # contextforge_front NAME URL: steps 5 to 7: registers URL as the upstream NAME, creates
-# a virtual server with its tools, prints the server's MCP URL.
+# a virtual server with its tools, sets STARTED_URL to the server's MCP URL.
 contextforge_front() {
     local name="$1" url="$2" gateway server
     gateway=$(curl -sf -X POST "$CF_API/gateways" -H "Authorization: Bearer $CF_TOKEN" \
@@ -108,7 +142,7 @@ print(json.dumps({"server": {"name": sys.argv[2], "associated_tools": ids, "visi
         -H 'content-type: application/json' -d @- \
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])') \
         || { echo "ContextForge: creating the server for $name failed" >&2; return 1; }
-    echo "$CF_API/servers/$server/mcp"
+    STARTED_URL="$CF_API/servers/$server/mcp"
 }
 
 # peer_versions: one line per peer, for the machine section.
