@@ -40,6 +40,13 @@ CLIENTS = [
     ("per-call-session", "mcpwatch, one session per call", "#d62728", ""),
     ("library-pooled", "library, pooled (in-process demo server)", "#2ca02c", ""),
     ("agent-api", "through the agent's HTTP API", "#9467bd", ""),
+    # The peers section: one client (rmcp), direct and through each gateway.
+    ("direct", "direct (no gateway)", "#1f77b4", ""),
+    ("gateway", "mcpwatch gateway, /mcp/{server}", "#2ca02c", ""),
+    ("gateway-aggregate", "mcpwatch gateway, /mcp", "#2ca02c", "6,3"),
+    ("contextforge", "IBM ContextForge", "#d62728", ""),
+    ("mcp-proxy", "mcp-proxy", "#ff7f0e", ""),
+    ("fastmcp", "fastmcp create_proxy", "#9467bd", ""),
 ]
 EXTRA_COLOURS = ["#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
@@ -50,6 +57,8 @@ SERVERS = {
 }
 GROUP_TITLES = {
     "builtin-agent": "builtin demo server, the library vs the agent's HTTP API",
+    "peers-stdio-everything": "server-everything over stdio, direct and through gateways",
+    "peers-http-demo": "demo server over streamable HTTP, direct and through gateways",
 }
 
 FILE_NAME = re.compile(r"^(?P<group>[A-Za-z0-9_.-]+?)__(?P<client>[A-Za-z0-9_.-]+?)__r(?P<round>\d+)\.txt$")

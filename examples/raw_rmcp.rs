@@ -12,9 +12,13 @@
 //! langchain-mcp-adapters does): `initialize`, the call, then the close (`DELETE`
 //! over HTTP, the process's end over stdio).
 //!
+//! `--concurrency C` keeps C calls in flight on the one session (throughput);
+//! the default is 1, sequential calls.
+//!
 //! `--latencies FILE` also writes every measured call's latency (microseconds,
 //! one per line, in call order) for the charts of `benches/charts.py`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -24,6 +28,7 @@ use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
 };
 use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 
 /// Raw rmcp benchmark client.
@@ -47,6 +52,9 @@ struct Args {
     /// Open and close a session for every call (5 warm-up calls instead of 20).
     #[arg(long)]
     session_per_call: bool,
+    /// Calls in flight at once on the one session (not with --session-per-call).
+    #[arg(long, default_value_t = 1)]
+    concurrency: u64,
     /// The stdio server command.
     #[arg(last = true)]
     command: Vec<String>,
@@ -62,8 +70,11 @@ async fn connect(args: &Args) -> anyhow::Result<Client> {
     )
     .with_protocol_version(ProtocolVersion::V_2025_11_25);
     if let Some(url) = &args.http {
+        // rmcp keeps at most 16 POSTs in flight unless told otherwise.
+        let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
+            .max_concurrent_requests(args.concurrency as usize);
         return Ok(info
-            .serve(StreamableHttpClientTransport::from_uri(url.as_str()))
+            .serve(StreamableHttpClientTransport::from_config(config))
             .await?);
     }
     let (program, rest) = args
@@ -115,18 +126,30 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..if fresh { 5 } else { 20 } {
         one_call(&args, &client, fresh, params()).await?;
     }
-    let mut latencies = Vec::with_capacity(args.calls as usize);
-    let mut errors = 0;
+    anyhow::ensure!(
+        !(fresh && args.concurrency > 1),
+        "--concurrency is for one session, not --session-per-call"
+    );
+    let next = AtomicU64::new(0);
     let started = Instant::now();
-    for _ in 0..args.calls {
-        let call_started = Instant::now();
-        if !one_call(&args, &client, fresh, params())
-            .await
-            .unwrap_or(false)
-        {
-            errors += 1;
+    let workers = (0..args.concurrency.max(1)).map(|_| async {
+        let (mut latencies, mut errors) = (Vec::new(), 0u64);
+        while next.fetch_add(1, Ordering::Relaxed) < args.calls {
+            let call_started = Instant::now();
+            if !one_call(&args, &client, fresh, params())
+                .await
+                .unwrap_or(false)
+            {
+                errors += 1;
+            }
+            latencies.push(call_started.elapsed().as_micros() as u64);
         }
-        latencies.push(call_started.elapsed().as_micros() as u64);
+        (latencies, errors)
+    });
+    let (mut latencies, mut errors) = (Vec::with_capacity(args.calls as usize), 0);
+    for (worker_latencies, worker_errors) in futures::future::join_all(workers).await {
+        latencies.extend(worker_latencies);
+        errors += worker_errors;
     }
     let elapsed = started.elapsed();
     if let Some(path) = &args.latencies {

@@ -17,6 +17,17 @@
 #   per-call-session    `mcpwatch bench --mode per-call-session` (fewer calls, once)
 # and the agent section (`agent`): the library on the builtin demo server vs the
 # same call through a running agent's HTTP API, plus throughput at concurrency 64.
+# The peers section (`peers`, issue 14): one client, rmcp's streamable-HTTP client
+# (`mcpwatch bench --mode mcp | mcp-per-call-session --url`), calling `echo` on two
+# upstreams, server-everything over stdio and the demo server over streamable HTTP,
+# directly (raw rmcp over stdio; the demo's own URL) and through the mcpwatch gateway
+# (GATEWAY_PATHS), IBM ContextForge, mcp-proxy and fastmcp's proxy, each peer through
+# its own stdio bridge for the stdio upstream. Per path and round: one session, sequential
+# calls (p50, p99); a session per call (`X-Mcpwatch-Scope` sent, a named scope on
+# mcpwatch); 32 calls in flight on one session (calls/s). After the rounds, "keeps state
+# per scope" (benches/scope_state.py) on the demo over HTTP and over stdio. The peers'
+# venvs come from scripts/install-bench-peers.sh; ContextForge's setup is in
+# benches/README.md. Tables: benches/peers_summary.py; raw lines: target/bench/peers.jsonl.
 #
 # The persistent-session clients run in ROUNDS alternating rounds (the order
 # rotates every round); the summary quotes the median of each client's per-round
@@ -26,7 +37,7 @@
 #
 # Environment:
 #   BENCH_ONLY=stdio-demo,http-*   run only these sections (comma list of globs;
-#                                  sections above plus `agent`)
+#                                  sections above plus `agent` and `peers`)
 #   BENCH_CLIENTS=raw-rmcp,python-sdk  run only these clients (comma list of globs;
 #                                  agent clients: library-pooled, agent-api, agent-api-c64)
 #   BENCH_PERCALL_CALLS=N          calls of the per-call-session rows (default CALLS/10,
@@ -35,6 +46,8 @@
 #   BENCH_CHARTS_DIR=DIR           where the SVGs go (default benches/results)
 #   BENCH_NO_BUILD=1               skip the dependency install and the cargo build
 #   BENCH_ROW_TIMEOUT=SECONDS      kill a row that runs longer (default 600)
+#   BENCH_CF_STATEFUL=1            peers: ContextForge with USE_STATEFUL_SESSIONS=true
+#   (BENCH_CLIENTS also picks peers paths: direct, gateway, contextforge, mcp-proxy, fastmcp)
 #
 # Prints machine info (for BENCHMARKS.md) first, then Markdown tables; keeps the
 # raw JSON lines in target/bench/results.jsonl and the tables in
@@ -59,13 +72,32 @@ mkdir -p "$OUT"
 rm -rf "$LAT"
 mkdir -p "$LAT"
 : > "$OUT/results.jsonl"
+: > "$OUT/peers.jsonl"
+
+# matches LIST VALUE: is VALUE matched by one of the comma-separated globs in LIST?
+matches() {
+    local pattern patterns
+    IFS=, read -ra patterns <<< "$1"
+    for pattern in "${patterns[@]}"; do
+        # shellcheck disable=SC2053 # the pattern is a glob on purpose
+        [[ $2 == $pattern ]] && return 0
+    done
+    return 1
+}
+want_section() { matches "$ONLY" "$1"; }
+want_client() { matches "$CLIENTS_ONLY" "$1"; }
+# shellcheck source=scripts/lib/peers.sh
+source "$ROOT/scripts/lib/peers.sh"
 
 if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
     scripts/install-test-deps.sh
+    if want_section peers; then scripts/install-bench-peers.sh >&2; fi
     cargo build --release --bins --examples -q
 fi
-BIN="$ROOT/target/release/mcpwatch"
-RAW="$ROOT/target/release/examples/raw_rmcp"
+RELEASE="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+[[ $RELEASE == /* ]] || RELEASE="$ROOT/$RELEASE"
+BIN="$RELEASE/mcpwatch"
+RAW="$RELEASE/examples/raw_rmcp"
 PY="$ROOT/.test-deps/venv/bin/python"
 PYCLIENT="$ROOT/benches/python_sdk_client.py"
 EVERYTHING="$ROOT/.test-deps/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
@@ -88,23 +120,12 @@ cleanup() {
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
 }
-trap cleanup EXIT
+# The peers first: cleanup's `wait` waits for every background job, theirs too.
+trap 'stop_peers; cleanup' EXIT
 trap 'exit 130' INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 300); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
-# matches LIST VALUE: is VALUE matched by one of the comma-separated globs in LIST?
-matches() {
-    local pattern patterns
-    IFS=, read -ra patterns <<< "$1"
-    for pattern in "${patterns[@]}"; do
-        # shellcheck disable=SC2053 # the pattern is a glob on purpose
-        [[ $2 == $pattern ]] && return 0
-    done
-    return 1
-}
-want_section() { matches "$ONLY" "$1"; }
-want_client() { matches "$CLIENTS_ONLY" "$1"; }
 
 # --- machine and versions ------------------------------------------------------
 RMCP_VERSION=$(awk '/^name = "rmcp"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
@@ -124,6 +145,7 @@ GIT_REV="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --q
     echo "- $("$PY" -V 2>&1); Python mcp SDK $MCP_VERSION (anyio $("$PY" -c 'import importlib.metadata as m; print(m.version("anyio"))'))"
     echo "- calls per row: $CALLS, rounds: $ROUNDS; one session per call: $PERCALL_CALLS calls ($PERCALL_SLOW_CALLS for stdio-everything)"
     echo "- command: scripts/bench.sh $CALLS $ROUNDS${BENCH_ONLY:+ (BENCH_ONLY=$BENCH_ONLY)}${BENCH_CLIENTS:+ (BENCH_CLIENTS=$BENCH_CLIENTS)}"
+    if want_section peers; then echo "- peers: $(peer_versions | paste -sd ';' | sed 's/;/; /g')"; fi
 } | tee "$OUT/machine.md"
 
 # --- servers and configs -------------------------------------------------------
@@ -172,24 +194,29 @@ printf '[telemetry.otlp]\nendpoint = "http://127.0.0.1:%s"\n[telemetry.sentry]\n
 
 # --- rows ------------------------------------------------------------------------
 FAILED=()
-# run_row SECTION CLIENT ROUND CMD...: runs CMD (bounded by BENCH_ROW_TIMEOUT),
-# records its JSON line in results.jsonl.
-run_row() {
-    local section="$1" client="$2" round="$3"; shift 3
-    local name="$section $client${round:+ #$round}" rc=0 line
+# record_row FILE NAME FIELDS CMD...: runs CMD (bounded by BENCH_ROW_TIMEOUT) and
+# appends {"row":NAME,FIELDS,"result":<CMD's last stdout line>} to FILE.
+record_row() {
+    local file="$1" name="$2" fields="$3" rc=0 line; shift 3
     timeout -k 10 "$ROW_TIMEOUT" "$@" > "$OUT/row.out" &
     ROW_PID=$!
     wait "$ROW_PID" || rc=$?
     ROW_PID=""
     line=$(tail -n1 "$OUT/row.out")
     if [[ $line == \{* ]]; then
-        printf '{"row":"%s","section":"%s","client":"%s","round":%s,"result":%s}\n' \
-            "$name" "$section" "$client" "${round:-0}" "$line" >> "$OUT/results.jsonl"
+        printf '{"row":"%s",%s,"result":%s}\n' "$name" "$fields" "$line" >> "$file"
         echo "$name: $line" >&2
     else
         echo "$name: FAILED (exit $rc)" >&2
         FAILED+=("$name")
     fi
+}
+
+# run_row SECTION CLIENT ROUND CMD...: runs CMD, records its JSON line in results.jsonl.
+run_row() {
+    local section="$1" client="$2" round="$3"; shift 3
+    record_row "$OUT/results.jsonl" "$section $client${round:+ #$round}" \
+        "\"section\":\"$section\",\"client\":\"$client\",\"round\":${round:-0}" "$@"
 }
 
 # row SECTION CLIENT ROUND CALLS: the command of one client against one section.
@@ -248,10 +275,140 @@ if want_section agent; then
     want_client agent-api-c64 && run_row agent agent-api-c64 "" "$BIN" bench --mode agent --agent "http://127.0.0.1:$API_PORT" --server demo --tool echo --args "$ARGS" --calls $((CALLS * 10)) --concurrency 64 --json
 fi
 
+# --- peers: the mcpwatch gateway against the gateways people use (issue 14) -------
+# The mcpwatch gateway's paths: LABEL|PATH|TOOL, PATH and TOOL with {server} and {tool}
+# filled in per upstream. The aggregate endpoint adds one line:
+#   "gateway-aggregate|/mcp|{server}__{tool}"
+GATEWAY_PATHS=("gateway|/mcp/{server}|{tool}")
+if want_section peers; then
+    PEERS_WORK="$ROOT/$OUT/peers"
+    rm -rf "$PEERS_WORK"; mkdir -p "$PEERS_WORK"
+    SCOPE_HEADER="X-Mcpwatch-Scope: bench-per-call"
+    declare -A PEER_URL PEER_TOOL
+    # The mcpwatch agent: server-everything over stdio and the HTTP demo, on the gateway.
+    GW_PORT=$(free_port); GW_ADMIN=$(free_port)
+    printf '[agent]\nlisten = "127.0.0.1:%s"\nadmin_listen = "127.0.0.1:%s"\n[servers.everything]\ntransport = "stdio"\ncommand = "node"\nargs = ["%s", "stdio"]\n[servers.demo]\ntransport = "http"\nurl = "http://127.0.0.1:%s/mcp"\n[servers.demo_stdio]\ntransport = "stdio"\ncommand = "%s"\nargs = ["demo-server", "--stdio"]\n' \
+        "$GW_PORT" "$GW_ADMIN" "$EVERYTHING" "$DEMO_PORT" "$BIN" > "$PEERS_WORK/agent.toml"
+    MCPWATCH_LOG__LEVEL=warn "$BIN" serve --config "$PEERS_WORK/agent.toml" >"$PEERS_WORK/agent.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "$GW_PORT"
+    for entry in "${GATEWAY_PATHS[@]}"; do
+        IFS='|' read -r label path tool <<< "$entry"
+        for up in stdio-everything:everything http-demo:demo stdio-demo:demo_stdio; do
+            server="${up#*:}"
+            PEER_URL[${up%%:*}/$label]="http://127.0.0.1:$GW_PORT${path//\{server\}/$server}"
+            PEER_TOOL[${up%%:*}/$label]="${tool//\{server\}/$server}"  # still holds {tool}
+        done
+    done
+    PEER_URL[http-demo/direct]="http://127.0.0.1:$DEMO_PORT/mcp"
+    PEER_URL[stdio-everything/direct]="stdio"
+    start_mcp_proxy "$PEERS_WORK/mcp-proxy-stdio.log" node "$EVERYTHING" stdio
+    PEER_URL[stdio-everything/mcp-proxy]=$STARTED_URL
+    start_mcp_proxy_http "$PEERS_WORK/mcp-proxy-http.log" "http://127.0.0.1:$DEMO_PORT/mcp"
+    PEER_URL[http-demo/mcp-proxy]=$STARTED_URL
+    start_fastmcp "$PEERS_WORK/fastmcp-stdio.log" -- node "$EVERYTHING" stdio
+    PEER_URL[stdio-everything/fastmcp]=$STARTED_URL
+    start_fastmcp "$PEERS_WORK/fastmcp-http.log" --url "http://127.0.0.1:$DEMO_PORT/mcp"
+    PEER_URL[http-demo/fastmcp]=$STARTED_URL
+    contextforge_env "$PEERS_WORK/contextforge"
+    start_contextforge_bridge "$PEERS_WORK/contextforge-bridge.log" node "$EVERYTHING" stdio
+    CF_BRIDGE=$STARTED_URL
+    start_contextforge "$PEERS_WORK/contextforge.log"
+    # ContextForge names an upstream's tools `{gateway}-{tool}`.
+    contextforge_front everything "$CF_BRIDGE"
+    PEER_URL[stdio-everything/contextforge]=$STARTED_URL
+    PEER_TOOL[stdio-everything/contextforge]="everything-{tool}"
+    contextforge_front demo "http://127.0.0.1:$DEMO_PORT/mcp"
+    PEER_URL[http-demo/contextforge]=$STARTED_URL
+    PEER_TOOL[http-demo/contextforge]="demo-{tool}"
+    for key in "${!PEER_URL[@]}"; do echo "peers: $key -> ${PEER_URL[$key]}" >&2; done
+
+    PEER_PATHS=(direct)
+    for entry in "${GATEWAY_PATHS[@]}"; do PEER_PATHS+=("${entry%%|*}"); done
+    PEER_PATHS+=(contextforge mcp-proxy fastmcp)
+    # Calls per measurement, so that each takes seconds on every path: the Python peers
+    # answer in tens of milliseconds, the others in about one.
+    peer_calls() { # PATH MEASURE
+        local divisor
+        case "$1" in
+            direct|gateway*) divisor=1 ;;
+            mcp-proxy) divisor=4 ;;
+            *) divisor=10 ;;
+        esac
+        case "$2" in
+            persistent) echo $(( CALLS / divisor > 50 ? CALLS / divisor : 50 )) ;;
+            per-call) echo $(( CALLS / 10 / divisor > 10 ? CALLS / 10 / divisor : 10 )) ;;
+            c32) echo $(( CALLS * 5 / divisor / divisor > 160 ? CALLS * 5 / divisor / divisor : 160 )) ;;
+        esac
+    }
+    peer_tool() { # UPSTREAM PATH TOOL: the name TOOL has on that path
+        local template="${PEER_TOOL[$1/$2]:-}"
+        [[ -n $template ]] || template="{tool}"
+        echo "${template//\{tool\}/$3}"
+    }
+    peer_row() { # UPSTREAM PATH MEASURE ROUND CMD...
+        local up="$1" path="$2" measure="$3" round="$4"; shift 4
+        record_row "$OUT/peers.jsonl" "peers $up $path $measure #$round" \
+            "\"upstream\":\"$up\",\"path\":\"$path\",\"measure\":\"$measure\",\"round\":$round" "$@"
+    }
+    peer_measure() { # UPSTREAM PATH ROUND
+        local up="$1" path="$2" round="$3" url="${PEER_URL[$1/$2]}" tool
+        tool=$(peer_tool "$up" "$path" echo)
+        local lat="$LAT/peers-${up}__${path}__r${round}.txt"
+        if [[ $url == stdio ]]; then
+            local stdio=(-- node "$EVERYTHING" stdio)
+            peer_row "$up" "$path" persistent "$round" "$RAW" --tool echo --args "$ARGS" --calls "$(peer_calls "$path" persistent)" --latencies "$lat" "${stdio[@]}"
+            peer_row "$up" "$path" per-call "$round" "$RAW" --session-per-call --tool echo --args "$ARGS" --calls "$PEERS_STDIO_PERCALL" "${stdio[@]}"
+            peer_row "$up" "$path" c32 "$round" "$RAW" --concurrency 32 --tool echo --args "$ARGS" --calls "$(peer_calls "$path" c32)" "${stdio[@]}"
+            return
+        fi
+        local common=(--url "$url" --tool "$tool" --args "$ARGS" --json)
+        peer_row "$up" "$path" persistent "$round" "$BIN" bench --mode mcp "${common[@]}" --calls "$(peer_calls "$path" persistent)" --latencies "$lat"
+        peer_row "$up" "$path" per-call "$round" "$BIN" bench --mode mcp-per-call-session "${common[@]}" --header "$SCOPE_HEADER" --calls "$(peer_calls "$path" per-call)"
+        peer_row "$up" "$path" c32 "$round" "$BIN" bench --mode mcp "${common[@]}" --concurrency 32 --calls "$(peer_calls "$path" c32)"
+    }
+    PEERS_STDIO_PERCALL="${BENCH_PERCALL_CALLS:-5}"
+    for round in $(seq 1 "$ROUNDS"); do
+        for up in stdio-everything http-demo; do
+            n=${#PEER_PATHS[@]}
+            for i in $(seq 0 $((n - 1))); do
+                path=${PEER_PATHS[$(( (i + round - 1) % n ))]}
+                want_client "$path" && peer_measure "$up" "$path" "$round"
+            done
+        done
+        echo "peers: round $round of $ROUNDS done, $(date -u +%T), load $(cut -d' ' -f1 /proc/loadavg)" >&2
+    done
+    # Keeps state per scope: the demo's counter (server-everything has none), a session
+    # per call, scopes A and B; over HTTP, and over stdio through each peer's stdio bridge
+    # (started only now, so they idle through none of the rounds).
+    start_mcp_proxy "$PEERS_WORK/mcp-proxy-demo.log" "$BIN" demo-server --stdio
+    PEER_URL[stdio-demo/mcp-proxy]=$STARTED_URL
+    start_fastmcp "$PEERS_WORK/fastmcp-demo.log" -- "$BIN" demo-server --stdio
+    PEER_URL[stdio-demo/fastmcp]=$STARTED_URL
+    start_contextforge_bridge "$PEERS_WORK/contextforge-demo-bridge.log" "$BIN" demo-server --stdio
+    CF_DEMO_BRIDGE=$STARTED_URL
+    contextforge_front demostdio "$CF_DEMO_BRIDGE"
+    PEER_URL[stdio-demo/contextforge]=$STARTED_URL
+    PEER_TOOL[stdio-demo/contextforge]="demostdio-{tool}"
+    : > "$OUT/peers-state.jsonl"
+    for up in http-demo stdio-demo; do
+        for path in "${PEER_PATHS[@]}"; do
+            url="${PEER_URL[$up/$path]:-}"
+            want_client "$path" && [[ -n $url ]] || continue
+            state=$("$PY" "$ROOT/benches/scope_state.py" --url "$url" \
+                --tool "$(peer_tool "$up" "$path" counter)" 2>/dev/null | tail -n1) || true
+            echo "peers: keeps state per scope, $up $path: $state" >&2
+            printf '{"upstream":"%s","path":"%s","state":%s}\n' "$up" "$path" "${state:-null}" >> "$OUT/peers-state.jsonl"
+        done
+    done
+fi
+
 # --- summary ---------------------------------------------------------------------
 echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.md"
 echo
-python3 - "$OUT/results.jsonl" <<'PY' | tee "$OUT/summary.md"
+: > "$OUT/summary.md"
+if [[ -s "$OUT/results.jsonl" ]]; then
+python3 - "$OUT/results.jsonl" <<'PY' | tee -a "$OUT/summary.md"
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 SECTIONS = ["stdio-everything", "http-everything", "stdio-demo", "http-demo", "agent"]
@@ -347,15 +504,37 @@ for r in rows:
     x = r["result"]
     print(f'| {r["row"]} | {x["calls"]} | {x["errors"]} | {x["p50_us"]} | {x["p90_us"]} | {x["p99_us"]} | {x["max_us"]} | {x["calls_per_s"]:.0f} |')
 PY
+fi
+if [[ -s "$OUT/peers.jsonl" ]]; then
+    PEERS_PENDING=""
+    [[ " ${PEER_PATHS[*]} " == *" gateway-aggregate "* ]] \
+        || PEERS_PENDING="gateway-aggregate=mcpwatch gateway, aggregate /mcp: pending (the aggregate endpoint is not on main yet)"
+    python3 benches/peers_summary.py "$OUT/peers.jsonl" "$OUT/peers-state.jsonl" ${PEERS_PENDING:+--pending "$PEERS_PENDING"} \
+        | tee -a "$OUT/summary.md"
+fi
 
 # --- charts ------------------------------------------------------------------------
 NOTE="$CALLS sequential calls x $ROUNDS rounds per client, rounds pooled; one session per call: $PERCALL_CALLS calls ($PERCALL_SLOW_CALLS on stdio-everything). $(nproc) cores, ${CPU_MODEL:-unknown CPU}, $(date -u +%Y-%m-%d)"
+if [[ $ONLY == peers ]]; then
+    NOTE="one session, sequential calls x $ROUNDS rounds, rounds pooled: $CALLS per round direct and mcpwatch, $((CALLS / 4)) mcp-proxy, $((CALLS / 10)) ContextForge and fastmcp. $(nproc) cores, $(date -u +%Y-%m-%d)"
+fi
+PEER_LABELS=()
+if want_section peers; then
+    while read -r package version _; do
+        case "$package" in
+            mcp-contextforge-gateway) PEER_LABELS+=(--label "contextforge=IBM ContextForge $version${BENCH_CF_STATEFUL:+, stateful sessions}") ;;
+            mcp-proxy) PEER_LABELS+=(--label "mcp-proxy=mcp-proxy $version") ;;
+            fastmcp) PEER_LABELS+=(--label "fastmcp=fastmcp $version create_proxy") ;;
+        esac
+    done < <(peer_versions)
+fi
 if compgen -G "$LAT/*.txt" > /dev/null; then
     echo
     echo "Charts:"
     python3 benches/charts.py "$LAT" "$CHARTS_DIR" --note "$NOTE" \
         --label "raw-rmcp=raw rmcp $RMCP_VERSION (one session, no pool)" \
-        --label "python-sdk=Python mcp SDK $MCP_VERSION (one session)"
+        --label "python-sdk=Python mcp SDK $MCP_VERSION (one session)" \
+        "${PEER_LABELS[@]}"
     # Every chart must parse as XML (GitHub shows nothing for a broken SVG).
     python3 -c 'import sys, xml.etree.ElementTree as E; [E.parse(f) for f in sys.argv[1:]]' "$CHARTS_DIR"/*.svg
 fi

@@ -1,6 +1,9 @@
 //! `mcpwatch bench`: N calls of one tool at concurrency C, through the pooled
-//! runtime, one session per call, or a running agent's HTTP API; then the
-//! latency distribution and throughput.
+//! runtime, one session per call, a running agent's HTTP API, or rmcp's
+//! streamable-HTTP client against any MCP URL ([`mcp_url`]); then the latency
+//! distribution and throughput.
+
+mod mcp_url;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,6 +14,8 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use self::mcp_url::McpUrl;
+pub use self::mcp_url::{McpUrlError, parse_header};
 use crate::agent::client::CallClient;
 use crate::runtime::{CallOptions, Runtime};
 
@@ -23,12 +28,25 @@ pub enum BenchMode {
     PerCallSession,
     /// Through a running agent's `POST /v1/tools/call`.
     Agent,
+    /// rmcp's streamable-HTTP client on one session at `url` (any MCP endpoint).
+    Mcp,
+    /// rmcp's streamable-HTTP client, a session per call at `url`: `initialize`,
+    /// the call, `DELETE` (what langchain-mcp-adapters does).
+    McpPerCallSession,
+}
+
+impl BenchMode {
+    /// Whether the mode calls an MCP URL (`url`) rather than a configured server.
+    pub fn calls_a_url(self) -> bool {
+        matches!(self, BenchMode::Mcp | BenchMode::McpPerCallSession)
+    }
 }
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct BenchPlan {
-    /// Server name.
+    /// Server name (modes `pooled`, `per-call-session`, `agent`; empty in the
+    /// modes that call a URL).
     pub server: String,
     /// Tool name.
     pub tool: String,
@@ -44,6 +62,10 @@ pub struct BenchPlan {
     pub agent: String,
     /// The agent's token (mode `agent`).
     pub token: Option<String>,
+    /// The MCP endpoint (modes `mcp`, `mcp-per-call-session`).
+    pub url: Option<String>,
+    /// HTTP headers sent with every request to `url`, as (name, value).
+    pub headers: Vec<(String, String)>,
     /// Show a progress bar on stderr.
     pub progress: bool,
     /// Where to write every measured call's latency (microseconds, one per
@@ -108,7 +130,14 @@ pub fn write_latencies(path: &Path, latencies: &[u64]) -> std::io::Result<()> {
 
 /// Runs the plan. `runtime` is needed for the `pooled` and `per-call-session` modes.
 pub async fn run(plan: &BenchPlan, runtime: Option<&Runtime>) -> Result<BenchReport, String> {
-    let caller = Caller::new(plan, runtime)?;
+    let caller = Caller::new(plan, runtime).await?;
+    let report = measure(plan, &caller).await;
+    caller.close().await;
+    report
+}
+
+/// The warm-up, then the measured calls.
+async fn measure(plan: &BenchPlan, caller: &Caller) -> Result<BenchReport, String> {
     // Warm-up: open the session (and the agent's), fill caches; not measured.
     for _ in 0..plan.concurrency.clamp(1, 32) {
         caller.call(plan).await?;
@@ -168,11 +197,28 @@ enum Caller {
     /// connection per call in flight, the request built once, only
     /// `result.isError` of the answer decoded (see [`crate::agent::client`]).
     Agent(Arc<CallClient>),
+    /// rmcp's streamable-HTTP client against the plan's URL.
+    Url(Arc<McpUrl>),
 }
 
 impl Caller {
-    fn new(plan: &BenchPlan, runtime: Option<&Runtime>) -> Result<Caller, String> {
+    async fn new(plan: &BenchPlan, runtime: Option<&Runtime>) -> Result<Caller, String> {
         match plan.mode {
+            BenchMode::Mcp | BenchMode::McpPerCallSession => {
+                let url = plan.url.as_deref().ok_or("no --url")?;
+                let persistent = plan.mode == BenchMode::Mcp;
+                let client = McpUrl::open(
+                    url,
+                    &plan.headers,
+                    &plan.tool,
+                    plan.arguments.as_ref(),
+                    plan.concurrency,
+                    persistent,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                Ok(Caller::Url(Arc::new(client)))
+            }
             BenchMode::Agent => {
                 let body = serde_json::json!({"server": plan.server, "tool": plan.tool, "arguments": plan.arguments, "scope": "bench"});
                 let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
@@ -222,6 +268,16 @@ impl Caller {
                 }
             }
             (Caller::Agent(client), _) => client.call().await,
+            (Caller::Url(client), _) => client.call().await.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Ends what the caller holds open (the `mcp` mode's session, with `DELETE`).
+    async fn close(self) {
+        if let Caller::Url(client) = self
+            && let Some(client) = Arc::into_inner(client)
+        {
+            client.close().await;
         }
     }
 }

@@ -69,7 +69,10 @@ pub mod testing {
     pub use crate::agent::client::CallClient;
     pub use crate::agent::remote::{AgentList, get_list};
     pub use crate::agent::{AgentState, api_router};
-    pub use crate::bench::{BenchMode, BenchPlan, BenchReport, run, summarize, write_latencies};
+    pub use crate::bench::{
+        BenchMode, BenchPlan, BenchReport, McpUrlError, parse_header, run, summarize,
+        write_latencies,
+    };
     pub use crate::fd_limit::raise_open_file_limit;
     pub use crate::telemetry::export::{BoundedSpanProcessor, ExportCounters};
     pub use crate::telemetry::install_with_log_writer;

@@ -108,9 +108,9 @@ pub(crate) struct CallArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// Server name.
+    /// Server name (modes pooled, per-call-session, agent).
     #[arg(long)]
-    pub(crate) server: String,
+    pub(crate) server: Option<String>,
     /// Tool name.
     #[arg(long)]
     pub(crate) tool: String,
@@ -124,9 +124,16 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub(crate) concurrency: u64,
     /// pooled: the runtime's pooled session; per-call-session: open and close a session per call;
-    /// agent: through a running agent's HTTP API (--agent).
+    /// agent: through a running agent's HTTP API (--agent); mcp: one session at any streamable-HTTP
+    /// MCP endpoint (--url); mcp-per-call-session: a session per call there (initialize, call, DELETE).
     #[arg(long, value_enum, default_value = "pooled")]
     pub(crate) mode: mcpwatch::testing::BenchMode,
+    /// The MCP endpoint (modes mcp, mcp-per-call-session), e.g. http://127.0.0.1:8700/mcp/demo.
+    #[arg(long)]
+    pub(crate) url: Option<String>,
+    /// An HTTP header for every request to --url, e.g. "X-Mcpwatch-Scope: bench"; repeatable.
+    #[arg(long = "header", value_name = "NAME:VALUE")]
+    pub(crate) headers: Vec<String>,
     /// The agent's API address (mode agent).
     #[arg(long, default_value = "http://127.0.0.1:8700")]
     pub(crate) agent: String,

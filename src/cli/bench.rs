@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mcpwatch::config::{Config, LogFormat};
-use mcpwatch::testing::{BenchMode, BenchPlan, BenchReport};
+use mcpwatch::testing::{BenchMode, BenchPlan, BenchReport, parse_header};
 
 use super::args::BenchArgs;
 use super::table::table;
@@ -19,8 +19,8 @@ pub(crate) async fn run(
 ) -> anyhow::Result<ExitCode> {
     let json = args.json;
     let plan = plan(args)?;
-    // Through an agent, this process makes no MCP call: logs only.
-    let (runtime, guard) = if plan.mode == BenchMode::Agent {
+    // Through an agent or a URL, this process runs no runtime: logs only.
+    let (runtime, guard) = if plan.mode == BenchMode::Agent || plan.mode.calls_a_url() {
         mcpwatch::telemetry::install_logging(&config.log, log_format);
         (None, None)
     } else {
@@ -48,8 +48,25 @@ fn plan(args: BenchArgs) -> anyhow::Result<BenchPlan> {
         Some(text) => Some(serde_json::from_str(text).context("--args is not valid JSON")?),
         None => None,
     };
+    let server = match (args.server, args.mode.calls_a_url()) {
+        (Some(server), false) => server,
+        (None, true) => String::new(),
+        (Some(_), true) => anyhow::bail!("--server is not used in the modes that call --url"),
+        (None, false) => anyhow::bail!("--server is required in this mode"),
+    };
+    if args.mode.calls_a_url() != args.url.is_some() {
+        anyhow::bail!("--url is required in modes mcp and mcp-per-call-session, and only there");
+    }
+    if !args.mode.calls_a_url() && !args.headers.is_empty() {
+        anyhow::bail!("--header is only sent to --url (modes mcp, mcp-per-call-session)");
+    }
+    let headers = args
+        .headers
+        .iter()
+        .map(|header| parse_header(header))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(BenchPlan {
-        server: args.server,
+        server,
         tool: args.tool,
         arguments,
         calls: args.calls,
@@ -57,6 +74,8 @@ fn plan(args: BenchArgs) -> anyhow::Result<BenchPlan> {
         mode: args.mode,
         agent: args.agent,
         token: args.token,
+        url: args.url,
+        headers,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         latencies: args.latencies,
     })
