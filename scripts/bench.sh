@@ -277,9 +277,8 @@ fi
 
 # --- peers: the mcpwatch gateway against the gateways people use (issue 14) -------
 # The mcpwatch gateway's paths: LABEL|PATH|TOOL, PATH and TOOL with {server} and {tool}
-# filled in per upstream. The aggregate endpoint adds one line:
-#   "gateway-aggregate|/mcp|{server}__{tool}"
-GATEWAY_PATHS=("gateway|/mcp/{server}|{tool}")
+# filled in per upstream: one server's endpoint, and the aggregate endpoint.
+GATEWAY_PATHS=("gateway|/mcp/{server}|{tool}" "gateway-aggregate|/mcp|{server}__{tool}")
 if want_section peers; then
     PEERS_WORK="$ROOT/$OUT/peers"
     rm -rf "$PEERS_WORK"; mkdir -p "$PEERS_WORK"
