@@ -49,6 +49,15 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::Instant;
 
+#[path = "scale/agent.rs"]
+mod agent;
+#[path = "scale/gateway_per_call.rs"]
+mod gateway_per_call;
+#[path = "scale/gateway_sessions.rs"]
+mod gateway_sessions;
+#[path = "scale/mcp_client.rs"]
+mod mcp_client;
+
 /// The server's name in the runtime's config.
 const SERVER: &str = "demo";
 
@@ -80,6 +89,10 @@ enum Cmd {
     Sessions(SessionsArgs),
     /// LRU churn: many more scopes than the pool's cap, for a while.
     Churn(ChurnArgs),
+    /// Many downstream MCP sessions open at once through `mcpwatch serve`'s gateway.
+    GatewaySessions(gateway_sessions::GatewaySessionsArgs),
+    /// A session-per-call client through the gateway next to the `/v1` API.
+    GatewayPerCall(gateway_per_call::GatewayPerCallArgs),
 }
 
 /// `sessions` options.
@@ -169,6 +182,8 @@ async fn run(cli: Cli) -> Result<bool> {
     let report = match cli.command {
         Cmd::Sessions(args) => sessions(&bin, &args, hard).await?,
         Cmd::Churn(args) => churn(&bin, &args).await?,
+        Cmd::GatewaySessions(args) => gateway_sessions::gateway_sessions(&bin, &args).await?,
+        Cmd::GatewayPerCall(args) => gateway_per_call::gateway_per_call(&bin, &args).await?,
     };
     print_table(&report.title, &report.rows);
     if cli.json {
