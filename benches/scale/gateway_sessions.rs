@@ -30,13 +30,15 @@ use tokio::time::Instant;
 
 use super::agent::{Agent, AgentLimits, Upstream};
 use super::mcp_client::{Failure, McpClient};
-use super::{HttpServer, Report, Status, fd_count, ms, percentiles, round1, row};
+use super::{HttpServer, Report, Status, fd_count, percentiles, round1, row};
 
 /// The named scope of `--scope named`.
 const NAMED_SCOPE: &str = "scale";
 
-/// How long the run waits for gauges and fds to come back after the sessions end.
-const SETTLE_AFTER: Duration = Duration::from_secs(120);
+/// How long the run waits for gauges and fds to come back after the sessions end:
+/// the upstream connections of closed sessions stay in the agent's HTTP
+/// keep-alive pool until its idle timeout (60 s) passes.
+const SETTLE_AFTER: Duration = Duration::from_secs(180);
 
 /// `gateway-sessions` options.
 #[derive(Debug, clap::Args)]
@@ -153,13 +155,38 @@ impl Processes {
         Ok(sample)
     }
 
-    /// Samples until every count is back to `baseline` (at most `limit`).
-    async fn settle(&mut self, baseline: Sample, limit: Duration) -> Result<(Sample, Duration)> {
-        let started = Instant::now();
+    /// Samples until every count is back to `baseline`, at most `limit` after `since`.
+    async fn settle(
+        &mut self,
+        baseline: Sample,
+        since: Instant,
+        limit: Duration,
+    ) -> Result<Settled> {
+        let mut next_report = Duration::from_secs(5);
+        let mut gauges_back = None;
         loop {
             let now = self.sample().await?;
-            if now.back_to(baseline) || started.elapsed() >= limit {
-                return Ok((now, started.elapsed()));
+            if gauges_back.is_none()
+                && now.downstream <= baseline.downstream
+                && now.upstream <= baseline.upstream
+            {
+                gauges_back = Some((since.elapsed(), now));
+            }
+            if now.back_to(baseline) || since.elapsed() >= limit {
+                let all_back = now.back_to(baseline).then(|| since.elapsed());
+                return Ok(Settled {
+                    after: now,
+                    gauges_back,
+                    all_back,
+                });
+            }
+            if since.elapsed() >= next_report {
+                eprintln!(
+                    "scale: {:.0} s after the end began: {}",
+                    since.elapsed().as_secs_f64(),
+                    now.json()
+                );
+                next_report += Duration::from_secs(5);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -173,6 +200,16 @@ impl Processes {
         };
         Ok((agent, server))
     }
+}
+
+/// How the counts came back after the sessions ended (times since the end began).
+struct Settled {
+    /// The last sample.
+    after: Sample,
+    /// When both gauges were back, and the sample then (fds may still linger).
+    gauges_back: Option<(Duration, Sample)>,
+    /// When every count was back.
+    all_back: Option<Duration>,
 }
 
 /// What the opening pass reached.
@@ -327,17 +364,15 @@ pub(crate) async fn gateway_sessions(bin: &Path, args: &GatewaySessionsArgs) -> 
         EndBy::Delete => SETTLE_AFTER,
         EndBy::Idle => Duration::from_secs(ttl + 30) + SETTLE_AFTER,
     };
-    let (after, settled) = processes.settle(baseline, limit).await?;
-    let back_after = ended.elapsed();
+    let settled = processes.settle(baseline, ended, limit).await?;
     let exits = processes.stop().await?;
 
     let outcome = Outcome {
         reached,
         baseline,
         idle,
-        after,
+        after: settled.after,
         settled,
-        back_after,
         end_took,
         end_failures,
         exits,
@@ -352,8 +387,7 @@ struct Outcome {
     baseline: Sample,
     idle: Sample,
     after: Sample,
-    settled: Duration,
-    back_after: Duration,
+    settled: Settled,
     end_took: Duration,
     end_failures: BTreeMap<Failure, u64>,
     exits: (String, Option<String>),
@@ -536,13 +570,23 @@ fn table(
             EndBy::Idle => format!("idle expiry (session_idle_ttl {} s)", outcome.ttl),
         },
     ));
-    rows.push(row(
-        "back to baseline after the end",
-        format!(
-            "{:.1} s (the last {:.1} s polling)",
-            outcome.back_after.as_secs_f64(),
-            outcome.settled.as_secs_f64()
+    let gauges_back = match outcome.settled.gauges_back {
+        Some((at, then)) => format!(
+            "{:.1} s (agent / server fds then: {} / {})",
+            at.as_secs_f64(),
+            then.agent_fds,
+            then.server_fds
         ),
+        None => "NOT within the limit".to_owned(),
+    };
+    rows.push(row("gauges back, after the end began", gauges_back));
+    let all_back = match outcome.settled.all_back {
+        Some(at) => format!("{:.1} s", at.as_secs_f64()),
+        None => "NOT within the limit".to_owned(),
+    };
+    rows.push(row(
+        "everything back (fds too), after the end began",
+        all_back,
     ));
     rows.push(row(
         "agent / server exit",
@@ -577,7 +621,7 @@ fn json_line(
         "reached": outcome.reached,
         "stopped_by": opened.failure,
         "concurrency": args.concurrency,
-        "open_total_s": ms(opened.elapsed) / 1e3,
+        "open_total_s": round1(opened.elapsed.as_secs_f64()),
         "open_ms": {"p50": p50, "p99": p99, "max": max},
         "session_idle_ttl_s": outcome.ttl,
         "baseline": outcome.baseline.json(),
@@ -585,9 +629,11 @@ fn json_line(
         "after": outcome.after.json(),
         "agent_kb_per_session": figures.agent_kb,
         "server_kb_per_session": figures.server_kb,
-        "delete_s": ms(outcome.end_took) / 1e3,
+        "delete_s": round1(outcome.end_took.as_secs_f64()),
         "end_failures": outcome.end_failures,
-        "back_after_s": round1(outcome.back_after.as_secs_f64()),
+        "gauges_back_s": outcome.settled.gauges_back.map(|(at, _)| round1(at.as_secs_f64())),
+        "fds_when_gauges_back": outcome.settled.gauges_back.map(|(_, then)| json!({"agent": then.agent_fds, "server": then.server_fds})),
+        "all_back_s": outcome.settled.all_back.map(|at| round1(at.as_secs_f64())),
         "failed": figures.failed,
         "passed": figures.failed.is_empty(),
     })
