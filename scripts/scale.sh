@@ -16,7 +16,7 @@
 # fd limit), SCALE_MAX (sessions of the second run; default: the hard fd limit less
 # headroom, capped at 20000; 0 skips it), CHURN_SECONDS (60), STDIO_SECONDS (20; 0 skips
 # stdio churn), CONCURRENCY (64), GATEWAY_COUNT (downstream sessions, 10000, lowered to
-# fit the fd limit), GATEWAY_IDLE_TTL (the idle-expiry runs' session_idle_ttl, 60 s; it
+# fit the fd limit), GATEWAY_IDLE_TTL (the idle-expiry runs' session_idle_ttl, 90 s; it
 # must outlast the opening), PER_CALL_CALLS (calls per row and round, 20000),
 # PER_CALL_ROUNDS (5), SCALE_ONLY (pool | gateway; default both). Builds go to
 # $CARGO_TARGET_DIR (default target/). Results: the tables on stdout, one JSON line per
@@ -28,7 +28,7 @@ cd "$(dirname "$0")/.."
 CHURN_SECONDS=${CHURN_SECONDS:-60}
 STDIO_SECONDS=${STDIO_SECONDS:-20}
 CONCURRENCY=${CONCURRENCY:-64}
-GATEWAY_IDLE_TTL=${GATEWAY_IDLE_TTL:-60}
+GATEWAY_IDLE_TTL=${GATEWAY_IDLE_TTL:-90}
 PER_CALL_CALLS=${PER_CALL_CALLS:-20000}
 PER_CALL_ROUNDS=${PER_CALL_ROUNDS:-5}
 SCALE_ONLY=${SCALE_ONLY:-all}
