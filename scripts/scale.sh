@@ -105,7 +105,7 @@ if [[ $SCALE_ONLY != pool ]]; then
       --end idle --idle-ttl-secs "$GATEWAY_IDLE_TTL"
   done
   run gateway-per-call --concurrency "$CONCURRENCY" --calls "$PER_CALL_CALLS" \
-    --rounds "$PER_CALL_ROUNDS" --session-scope
+    --rounds "$PER_CALL_ROUNDS" --session-scope --breakdown
 fi
 
 echo

@@ -51,6 +51,9 @@ pub(crate) struct GatewayPerCallArgs {
     /// Also a row without a scope (each call opens an upstream session).
     #[arg(long)]
     session_scope: bool,
+    /// Then the named-scope call cut short step by step: the agent's CPU per request kind.
+    #[arg(long)]
+    breakdown: bool,
 }
 
 /// A row of the run.
@@ -128,12 +131,39 @@ fn per_call(cpu: Duration, calls: usize) -> f64 {
     round1(cpu.as_secs_f64() * 1e6 / calls.max(1) as f64)
 }
 
+/// The requests of one session-per-call call; each ends with `DELETE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Steps {
+    /// `initialize`, `DELETE`.
+    InitializeDelete,
+    /// `initialize`, `notifications/initialized`, `DELETE`.
+    WithInitialized,
+    /// `initialize`, `notifications/initialized`, `tools/call`, `DELETE`: the real thing.
+    Full,
+}
+
+impl Steps {
+    /// Runs one call; the session is deleted whatever failed before.
+    async fn run(self, client: &McpClient) -> Result<(), Failure> {
+        let session = client.initialize().await?;
+        let mut outcome = Ok(());
+        if self != Steps::InitializeDelete {
+            outcome = client.initialized(&session).await;
+        }
+        if self == Steps::Full && outcome.is_ok() {
+            outcome = client.echo(&session).await;
+        }
+        let deleted = client.delete(&session).await;
+        outcome.and(deleted)
+    }
+}
+
 /// `calls` session-per-call calls, `concurrency` at once.
 async fn gateway_round(
     client: &McpClient,
     agent_pid: u32,
-    calls: usize,
-    concurrency: usize,
+    (calls, concurrency): (usize, usize),
+    steps: Steps,
 ) -> Result<(Measured, BTreeMap<Failure, u64>)> {
     let (agent_cpu, client_cpu) = (cpu_time(Some(agent_pid))?, cpu_time(None)?);
     let started = Instant::now();
@@ -142,10 +172,7 @@ async fn gateway_round(
     let results = futures::stream::iter(0..calls)
         .map(|_| async move {
             let started = Instant::now();
-            let session = client.open().await?;
-            let call = client.echo(&session).await;
-            let deleted = client.delete(&session).await;
-            call.and(deleted).map(|()| started.elapsed())
+            steps.run(client).await.map(|()| started.elapsed())
         })
         .buffer_unordered(concurrency);
     tokio::pin!(results);
@@ -251,18 +278,61 @@ pub(crate) async fn gateway_per_call(bin: &Path, args: &GatewayPerCallArgs) -> R
     };
     let agent = Agent::start(bin, &Upstream::Builtin, &limits).await?;
     let url = format!("{}/mcp/demo", agent.api);
-    let named = McpClient::new(url.clone(), Some("bench".to_owned()))?;
-    let unscoped = McpClient::new(url, None)?;
+    let clients = Clients {
+        named: McpClient::new(url.clone(), Some("bench".to_owned()))?,
+        unscoped: McpClient::new(url, None)?,
+    };
+    // Warm-up: connections, the scope's upstream session, caches.
+    let warm_up = (args.concurrency * 4, args.concurrency);
+    gateway_round(&clients.named, agent.pid, warm_up, Steps::Full).await?;
+    if args.session_scope {
+        gateway_round(&clients.unscoped, agent.pid, warm_up, Steps::Full).await?;
+    }
+    let (measured, mut failures) = rounds(bin, args, &agent, &clients).await?;
+    let breakdown = if args.breakdown {
+        Some(breakdown(args, &agent, &clients.named, &mut failures).await?)
+    } else {
+        None
+    };
+    drop(clients);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let downstream_after = agent.gauge("mcpwatch_gateway_sessions_active").await?;
+    let exit = agent.stop().await?;
+    let ends = Ends {
+        failures,
+        breakdown,
+        downstream_after,
+        exit,
+    };
+    Ok(report(args, &measured, &ends))
+}
+
+/// The gateway's two clients: with the named scope `bench`, and with none.
+struct Clients {
+    named: McpClient,
+    unscoped: McpClient,
+}
+
+/// What the run found besides the rows' figures.
+struct Ends {
+    failures: BTreeMap<Failure, u64>,
+    breakdown: Option<Vec<(Steps, Measured)>>,
+    downstream_after: i64,
+    exit: String,
+}
+
+/// The alternating rounds; returns each row's results and the gateway's failures.
+async fn rounds(
+    bin: &Path,
+    args: &GatewayPerCallArgs,
+    agent: &Agent,
+    clients: &Clients,
+) -> Result<(BTreeMap<Row, Vec<Measured>>, BTreeMap<Failure, u64>)> {
     let mut rows = vec![Row::GatewayNamed, Row::Api];
     if args.session_scope {
         rows.push(Row::GatewaySession);
     }
-    // Warm-up: connections, the scope's upstream session, caches.
-    gateway_round(&named, agent.pid, args.concurrency * 4, args.concurrency).await?;
-    if args.session_scope {
-        gateway_round(&unscoped, agent.pid, args.concurrency * 4, args.concurrency).await?;
-    }
-
+    let load = (args.calls, args.concurrency);
     let mut measured: BTreeMap<Row, Vec<Measured>> = BTreeMap::new();
     let mut failures: BTreeMap<Failure, u64> = BTreeMap::new();
     for round in 0..args.rounds {
@@ -270,15 +340,14 @@ pub(crate) async fn gateway_per_call(bin: &Path, args: &GatewayPerCallArgs) -> R
         order.rotate_left(round % rows.len());
         for row in order {
             let result = match row {
-                Row::Api => api_round(bin, &agent, args.calls, args.concurrency).await?,
+                Row::Api => api_round(bin, agent, args.calls, args.concurrency).await?,
                 Row::GatewayNamed | Row::GatewaySession => {
-                    let client = if row == Row::GatewayNamed {
-                        &named
-                    } else {
-                        &unscoped
+                    let client = match row {
+                        Row::GatewayNamed => &clients.named,
+                        _ => &clients.unscoped,
                     };
                     let (result, failed) =
-                        gateway_round(client, agent.pid, args.calls, args.concurrency).await?;
+                        gateway_round(client, agent.pid, load, Steps::Full).await?;
                     for (failure, n) in failed {
                         *failures.entry(failure).or_default() += n;
                     }
@@ -297,11 +366,31 @@ pub(crate) async fn gateway_per_call(bin: &Path, args: &GatewayPerCallArgs) -> R
             measured.entry(row).or_default().push(result);
         }
     }
-    drop((named, unscoped));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let downstream_after = agent.gauge("mcpwatch_gateway_sessions_active").await?;
-    let exit = agent.stop().await?;
-    Ok(report(args, &measured, &failures, downstream_after, &exit))
+    Ok((measured, failures))
+}
+
+/// The named-scope call cut short, step by step: CPU per call of each prefix
+/// (the differences are what `notifications/initialized` and `tools/call` cost).
+async fn breakdown(
+    args: &GatewayPerCallArgs,
+    agent: &Agent,
+    client: &McpClient,
+    failures: &mut BTreeMap<Failure, u64>,
+) -> Result<Vec<(Steps, Measured)>> {
+    let mut found = Vec::new();
+    for steps in [Steps::InitializeDelete, Steps::WithInitialized, Steps::Full] {
+        let load = (args.calls, args.concurrency);
+        let (result, failed) = gateway_round(client, agent.pid, load, steps).await?;
+        for (failure, n) in failed {
+            *failures.entry(failure).or_default() += n;
+        }
+        eprintln!(
+            "scale: breakdown {steps:?}: agent CPU {:.1} µs/call, load generator {:.1} µs/call",
+            result.agent_cpu_us, result.client_cpu_us
+        );
+        found.push((steps, result));
+    }
+    Ok(found)
 }
 
 /// The per-round ratio of `row`'s calls per second to `/v1`'s.
@@ -315,24 +404,33 @@ fn ratios(measured: &BTreeMap<Row, Vec<Measured>>, row: Row) -> Vec<f64> {
         .collect()
 }
 
-/// The run's table and JSON line.
-fn report(
-    args: &GatewayPerCallArgs,
+/// `/v1`'s agent CPU per call over the named-scope gateway's (medians): what
+/// the rate ratio would be if the load generators cost nothing.
+fn agent_cpu_ratio(measured: &BTreeMap<Row, Vec<Measured>>) -> f64 {
+    let cpu = |row: Row| {
+        median(
+            measured
+                .get(&row)
+                .map(|results| results.iter().map(|m| m.agent_cpu_us).collect())
+                .unwrap_or_default(),
+        )
+    };
+    let (api, named) = (cpu(Row::Api), cpu(Row::GatewayNamed));
+    (api / named.max(1e-9) * 1000.0).round() / 1000.0
+}
+
+/// The rows' medians: table rows, JSON object, and the errors of every round.
+fn row_figures(
     measured: &BTreeMap<Row, Vec<Measured>>,
-    failures: &BTreeMap<Failure, u64>,
-    downstream_after: i64,
-    exit: &str,
-) -> Report {
-    let mut rows = vec![row(
-        "concurrency / calls per row and round / rounds",
-        format!("{} / {} / {}", args.concurrency, args.calls, args.rounds),
-    )];
+) -> (Vec<(String, String)>, serde_json::Map<String, Value>, usize) {
+    let mut rows = Vec::new();
     let mut json_rows = serde_json::Map::new();
     let mut errors = 0;
     for (row_kind, results) in measured {
         let pick = |f: fn(&Measured) -> f64| median(results.iter().map(f).collect());
         let rates: Vec<f64> = results.iter().map(|m| m.calls_per_s).collect();
-        errors += results.iter().map(|m| m.errors).sum::<usize>();
+        let row_errors = results.iter().map(|m| m.errors).sum::<usize>();
+        errors += row_errors;
         rows.push(row(
             row_kind.name(),
             format!(
@@ -351,10 +449,58 @@ fn report(
                 "p50_ms": pick(|m| m.p50_ms),
                 "agent_cpu_us_per_call": pick(|m| m.agent_cpu_us),
                 "client_cpu_us_per_call": pick(|m| m.client_cpu_us),
-                "errors": results.iter().map(|m| m.errors).sum::<usize>(),
+                "errors": row_errors,
             }),
         );
     }
+    (rows, json_rows, errors)
+}
+
+/// The breakdown's rows and JSON: CPU per call of each prefix, and the differences.
+fn breakdown_figures(breakdown: &[(Steps, Measured)]) -> (Vec<(String, String)>, Value) {
+    let cpu = |steps: Steps| {
+        breakdown
+            .iter()
+            .find(|(s, _)| *s == steps)
+            .map_or((0.0, 0.0), |(_, m)| (m.agent_cpu_us, m.client_cpu_us))
+    };
+    let (a, b, c) = (
+        cpu(Steps::InitializeDelete),
+        cpu(Steps::WithInitialized),
+        cpu(Steps::Full),
+    );
+    let text =
+        |(agent, client): (f64, f64)| format!("agent {agent:.1} µs, load generator {client:.1} µs");
+    let diff = |x: (f64, f64), y: (f64, f64)| (round1(x.0 - y.0), round1(x.1 - y.1));
+    let rows = vec![
+        row("breakdown: initialize + DELETE", text(a)),
+        row("breakdown: + notifications/initialized", text(diff(b, a))),
+        row(
+            "breakdown: + tools/call (whole call)",
+            format!("{} ({})", text(diff(c, b)), text(c)),
+        ),
+    ];
+    let json = json!({
+        "initialize_delete": {"agent_us": a.0, "client_us": a.1},
+        "initialized": {"agent_us": diff(b, a).0, "client_us": diff(b, a).1},
+        "tools_call": {"agent_us": diff(c, b).0, "client_us": diff(c, b).1},
+        "whole": {"agent_us": c.0, "client_us": c.1},
+    });
+    (rows, json)
+}
+
+/// The run's table and JSON line.
+fn report(
+    args: &GatewayPerCallArgs,
+    measured: &BTreeMap<Row, Vec<Measured>>,
+    ends: &Ends,
+) -> Report {
+    let mut rows = vec![row(
+        "concurrency / calls per row and round / rounds",
+        format!("{} / {} / {}", args.concurrency, args.calls, args.rounds),
+    )];
+    let (figures, json_rows, errors) = row_figures(measured);
+    rows.extend(figures);
     let named = ratios(measured, Row::GatewayNamed);
     let session = ratios(measured, Row::GatewaySession);
     rows.push(row(
@@ -364,18 +510,30 @@ fn report(
             median(named.clone())
         ),
     ));
+    let cpu_ratio = agent_cpu_ratio(measured);
+    rows.push(row(
+        "/v1 / gateway named agent CPU per call (the rate ratio with free load generators)",
+        format!("{cpu_ratio:.3}"),
+    ));
     if args.session_scope {
         rows.push(row(
             "gateway session scope / /v1 (median of rounds)",
             format!("{:.3} (rounds {session:?})", median(session.clone())),
         ));
     }
-    rows.push(row("gateway failures by kind", format!("{failures:?}")));
+    let breakdown = ends.breakdown.as_deref().map(breakdown_figures);
+    if let Some((breakdown_rows, _)) = &breakdown {
+        rows.extend(breakdown_rows.iter().cloned());
+    }
+    rows.push(row(
+        "gateway failures by kind",
+        format!("{:?}", ends.failures),
+    ));
     rows.push(row(
         "downstream gauge after / agent exit",
-        format!("{downstream_after} / {exit}"),
+        format!("{} / {}", ends.downstream_after, ends.exit),
     ));
-    let passed = errors == 0 && downstream_after == 0;
+    let passed = errors == 0 && ends.failures.is_empty() && ends.downstream_after == 0;
     rows.push(row("checks", if passed { "PASS" } else { "FAIL" }));
     let json = json!({
         "run": "gateway-per-call",
@@ -386,8 +544,10 @@ fn report(
         "named_over_v1": median(named.clone()),
         "named_over_v1_rounds": named,
         "session_over_v1": median(session.clone()),
-        "failures": failures,
-        "downstream_after": downstream_after,
+        "agent_cpu_v1_over_named": cpu_ratio,
+        "breakdown_cpu_per_call": breakdown.map(|(_, json)| json),
+        "failures": ends.failures,
+        "downstream_after": ends.downstream_after,
         "passed": passed,
     });
     Report {

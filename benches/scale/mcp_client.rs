@@ -36,6 +36,13 @@ impl McpClient {
 
     /// `initialize` and `notifications/initialized`; returns the session id.
     pub(crate) async fn open(&self) -> Result<String, Failure> {
+        let session = self.initialize().await?;
+        self.initialized(&session).await?;
+        Ok(session)
+    }
+
+    /// `initialize`; returns the session id.
+    pub(crate) async fn initialize(&self) -> Result<String, Failure> {
         let hello = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": PROTOCOL, "capabilities": {},
             "clientInfo": {"name": "mcpwatch-scale", "version": "1"}}});
@@ -47,17 +54,25 @@ impl McpClient {
             .map(str::to_owned)
             .ok_or_else(|| "initialize: no mcp-session-id".to_owned())?;
         read_result(answer, "initialize").await?;
+        Ok(session)
+    }
+
+    /// `notifications/initialized` in `session` (answered 202).
+    pub(crate) async fn initialized(&self, session: &str) -> Result<(), Failure> {
         let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         let answer = self
-            .post(Some(&session), &initialized, "notifications/initialized")
+            .post(Some(session), &initialized, "notifications/initialized")
             .await?;
-        if answer.status() != reqwest::StatusCode::ACCEPTED {
+        let status = answer.status();
+        // Read to the end: the connection goes back to the pool.
+        let _ = answer.bytes().await;
+        if status != reqwest::StatusCode::ACCEPTED {
             return Err(format!(
                 "notifications/initialized: HTTP {}",
-                answer.status().as_u16()
+                status.as_u16()
             ));
         }
-        Ok(session)
+        Ok(())
     }
 
     /// `tools/call echo` in `session`; fails on an error or `isError: true`.
