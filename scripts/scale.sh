@@ -7,7 +7,7 @@
 # session scopes over `mcpwatch demo-server --http`, each ended once by DELETE and once
 # by idle expiry; then a session-per-call client at concurrency 64 next to the /v1 API.
 #
-#   scripts/scale.sh                 # everything (~10 min)
+#   scripts/scale.sh                 # everything (~15 min)
 #   SCALE_COUNT=2000 SCALE_MAX=0 CHURN_SECONDS=10 STDIO_SECONDS=5 GATEWAY_COUNT=1000 \
 #     PER_CALL_CALLS=2000 PER_CALL_ROUNDS=2 scripts/scale.sh   # a quick pass
 #   SCALE_ONLY=gateway scripts/scale.sh   # only the gateway runs (pool: only issue 6's)
