@@ -1,5 +1,7 @@
 //! Scale runs (issue 6, "Performance"): the mcpwatch runtime in this process, the
 //! demo server in its own process (`mcpwatch demo-server`), both on 127.0.0.1.
+//! The gateway runs (issue 14) put the agent (`mcpwatch serve`) in a child
+//! process too, and this process is only its MCP client.
 //!
 //! Build and run (release; `cargo bench` builds the `mcpwatch` binary too and
 //! passes its path in `CARGO_BIN_EXE_mcpwatch`; `--server-bin` overrides it):
@@ -9,6 +11,9 @@
 //! cargo bench --bench scale -- churn --transport builtin --seconds 60 --json
 //! cargo bench --bench scale -- churn --transport http --seconds 60 --json
 //! cargo bench --bench scale -- churn --transport stdio --seconds 20 --json
+//! cargo bench --bench scale -- gateway-sessions --scope named --count 10000 --end delete --json
+//! cargo bench --bench scale -- gateway-sessions --scope session --count 10000 --end idle --idle-ttl-secs 60 --json
+//! cargo bench --bench scale -- gateway-per-call --concurrency 64 --calls 20000 --rounds 5 --session-scope --json
 //! ```
 //!
 //! or `scripts/scale.sh`, which runs them all.
@@ -27,6 +32,13 @@
 //!   `--max-calls` calls). Reports opens per second, evictions, calls and errors,
 //!   and fds, live sessions and child processes at baseline, during the run (peak)
 //!   and after shutdown, which must equal the baseline.
+//! * `gateway-sessions`: `--count` downstream MCP sessions open at once through
+//!   the gateway, their idle cost in the agent (and in the upstream demo server),
+//!   and everything back to the baseline after `DELETE` or idle expiry
+//!   (`scale/gateway_sessions.rs`).
+//! * `gateway-per-call`: a session-per-call client through the gateway next to
+//!   the `/v1` API at the same concurrency, in alternating rounds
+//!   (`scale/gateway_per_call.rs`).
 //!
 //! Each run prints a table and, with `--json`, one JSON line last. The exit status
 //! is non-zero when a check fails (a leak, a session not reused).
@@ -48,6 +60,15 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::Instant;
+
+#[path = "scale/agent.rs"]
+mod agent;
+#[path = "scale/gateway_per_call.rs"]
+mod gateway_per_call;
+#[path = "scale/gateway_sessions.rs"]
+mod gateway_sessions;
+#[path = "scale/mcp_client.rs"]
+mod mcp_client;
 
 /// The server's name in the runtime's config.
 const SERVER: &str = "demo";
@@ -80,6 +101,10 @@ enum Cmd {
     Sessions(SessionsArgs),
     /// LRU churn: many more scopes than the pool's cap, for a while.
     Churn(ChurnArgs),
+    /// Many downstream MCP sessions open at once through `mcpwatch serve`'s gateway.
+    GatewaySessions(gateway_sessions::GatewaySessionsArgs),
+    /// A session-per-call client through the gateway next to the `/v1` API.
+    GatewayPerCall(gateway_per_call::GatewayPerCallArgs),
 }
 
 /// `sessions` options.
@@ -169,6 +194,8 @@ async fn run(cli: Cli) -> Result<bool> {
     let report = match cli.command {
         Cmd::Sessions(args) => sessions(&bin, &args, hard).await?,
         Cmd::Churn(args) => churn(&bin, &args).await?,
+        Cmd::GatewaySessions(args) => gateway_sessions::gateway_sessions(&bin, &args).await?,
+        Cmd::GatewayPerCall(args) => gateway_per_call::gateway_per_call(&bin, &args).await?,
     };
     print_table(&report.title, &report.rows);
     if cli.json {
