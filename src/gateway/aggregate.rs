@@ -103,9 +103,9 @@ pub(crate) async fn dispatch(
         "prompts/list" => list(gateway, caller, request, tx, PROMPTS).await,
         "resources/list" => list(gateway, caller, request, tx, RESOURCES).await,
         "resources/templates/list" => list(gateway, caller, request, tx, TEMPLATES).await,
-        "tools/call" | "prompts/get" => by_name(gateway, caller, request, tx).await,
+        "tools/call" | "prompts/get" => by_param(gateway, caller, request, tx, "name").await,
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            by_uri(gateway, caller, request, tx).await
+            by_param(gateway, caller, request, tx, "uri").await
         }
         "completion/complete" => by_ref(gateway, caller, request, tx).await,
         other => Err(Failure {
@@ -248,27 +248,38 @@ fn unknown(what: &str, value: &str) -> Failure {
     ))
 }
 
-/// `tools/call`, `prompts/get`: to the server whose name prefixes the name.
-async fn by_name(
+/// The server and original name of a listed (prefixed) name.
+fn resolve_name(gateway: &Gateway, listed: &str) -> Result<(Arc<str>, String), Failure> {
+    let servers = exposed(gateway);
+    gateway
+        .aggregate
+        .names
+        .resolve(listed, |s| exposed_server(&servers, s))
+        .ok_or_else(|| unknown("name", listed))
+}
+
+/// `tools/call`, `prompts/get` (by `name`) and `resources/read`,
+/// `subscribe`, `unsubscribe` (by `uri`): to the server that param routes to,
+/// with the param as that server knows it.
+async fn by_param(
     gateway: &Gateway,
     caller: &Caller,
     request: &Request,
     tx: &mpsc::Sender<Outgoing>,
+    key: &'static str,
 ) -> Result<Value, Failure> {
     let (hold, params) = Forwarding::begin(caller, request, tx)?;
     let mut params = params.unwrap_or_default();
     let listed = params
-        .get("name")
+        .get(key)
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let servers = exposed(gateway);
-    let (server, name) = gateway
-        .aggregate
-        .names
-        .resolve(&listed, |s| exposed_server(&servers, s))
-        .ok_or_else(|| unknown("name", &listed))?;
-    params.insert("name".to_owned(), Value::String(name));
+    let (server, original) = match key {
+        "name" => resolve_name(gateway, &listed)?,
+        _ => route_uri(gateway, caller, &hold, &listed, tx).await?,
+    };
+    params.insert(key.to_owned(), Value::String(original));
     hold.send(gateway, caller, &server, &request.method, Some(params), tx)
         .await
 }
@@ -306,26 +317,6 @@ async fn route_uri(
         .ok_or_else(|| unknown("resource", uri))
 }
 
-/// `resources/read`, `subscribe`, `unsubscribe`: to the server of the URI.
-async fn by_uri(
-    gateway: &Gateway,
-    caller: &Caller,
-    request: &Request,
-    tx: &mpsc::Sender<Outgoing>,
-) -> Result<Value, Failure> {
-    let (hold, params) = Forwarding::begin(caller, request, tx)?;
-    let mut params = params.unwrap_or_default();
-    let uri = params
-        .get("uri")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let (server, original) = route_uri(gateway, caller, &hold, &uri, tx).await?;
-    params.insert("uri".to_owned(), Value::String(original));
-    hold.send(gateway, caller, &server, &request.method, Some(params), tx)
-        .await
-}
-
 /// `completion/complete`: to the server of its `ref` (a prompt or a resource).
 async fn by_ref(
     gateway: &Gateway,
@@ -336,18 +327,13 @@ async fn by_ref(
     let (hold, params) = Forwarding::begin(caller, request, tx)?;
     let mut params = params.unwrap_or_default();
     let mut reference = params.get("ref").cloned().unwrap_or(Value::Null);
-    let servers = exposed(gateway);
     let server = match reference.get("type").and_then(Value::as_str) {
         Some("ref/prompt") => {
             let listed = reference
                 .get("name")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let (server, name) = gateway
-                .aggregate
-                .names
-                .resolve(listed, |s| exposed_server(&servers, s))
-                .ok_or_else(|| unknown("prompt", listed))?;
+            let (server, name) = resolve_name(gateway, listed)?;
             reference["name"] = Value::String(name);
             server
         }
