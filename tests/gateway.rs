@@ -466,6 +466,29 @@ async fn cancellation_reaches_exactly_the_named_upstream_request() {
         },
     )
     .await;
+    // The dropped request settled its record (`cancelled`) and left the session's
+    // in-flight map: its id can be used again.
+    let dropped = metric(
+        &agent,
+        "mcp_server_operation_duration_seconds_count",
+        &[
+            ("mcp_method_name", "tools/call"),
+            ("error_type", "cancelled"),
+            ("gen_ai_tool_name", "sleep"),
+        ],
+    )
+    .await;
+    assert!(
+        dropped >= 2.0,
+        "notification-cancelled and dropped requests recorded: {dropped}"
+    );
+    assert_eq!(
+        client
+            .call(10, "echo", json!({"message": "again"}))
+            .await
+            .text(),
+        "again"
+    );
 }
 
 #[tokio::test]

@@ -112,6 +112,16 @@ fn route(
     })
 }
 
+/// The route of a bodiless request (`GET`, `DELETE`), and its head.
+fn route_of(
+    state: &AgentState,
+    params: &HashMap<String, String>,
+    request: Request,
+) -> Result<(Route, Parts), Response> {
+    let (parts, _) = request.into_parts();
+    Ok((route(state, params, &parts)?, parts))
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -526,9 +536,8 @@ async fn get_stream(
     Path(params): Path<HashMap<String, String>>,
     request: Request,
 ) -> Response {
-    let (parts, _) = request.into_parts();
-    let route = match route(&state, &params, &parts) {
-        Ok(route) => route,
+    let (route, parts) = match route_of(&state, &params, request) {
+        Ok(found) => found,
         Err(response) => return response,
     };
     let session = match session(&route, &parts.headers) {
@@ -568,9 +577,8 @@ async fn delete_session(
     Path(params): Path<HashMap<String, String>>,
     request: Request,
 ) -> Response {
-    let (parts, _) = request.into_parts();
-    let route = match route(&state, &params, &parts) {
-        Ok(route) => route,
+    let (route, parts) = match route_of(&state, &params, request) {
+        Ok(found) => found,
         Err(response) => return response,
     };
     let Some(id) = header(&parts.headers, SESSION_HEADER) else {
